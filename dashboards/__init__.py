@@ -1,0 +1,1 @@
+"""Grafana dashboards kept as JSON, plus their provisioning files."""

@@ -1,0 +1,5 @@
+"""`python -m fleetwatch` runs the CLI."""
+
+from fleetwatch.cli import main
+
+main()

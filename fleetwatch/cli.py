@@ -1,0 +1,51 @@
+"""The single `fleetwatch` console script: each package registers its own subcommands here."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="fleetwatch",
+    help="Streaming telemetry and supervision for official vehicles (公务用车).",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+#: Every module here exposes ``register(app: typer.Typer) -> None``; order is the help order.
+COMMAND_MODULES: tuple[str, ...] = (
+    "fleetwatch.stack.cli",  # fleetwatch stack up|down|status|logs
+    "simulator.cli",  # fleetwatch simulate ...
+    "ingest.cli",  # fleetwatch ingest
+    "streams.cli",  # fleetwatch detect / score
+)
+
+
+@app.callback()
+def _root() -> None:
+    """fleetwatch: MQTT -> Kafka -> detection -> TimescaleDB, with a device simulator."""
+
+
+def _register_all() -> None:
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            # Only tolerate the command module itself not existing yet (work in progress);
+            # a missing dependency inside it is a real error.
+            if exc.name and (module_name + ".").startswith(exc.name + "."):
+                continue
+            raise
+        module.register(app)
+
+
+_register_all()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,628 @@
+"""The versioned record contract (fix, dispatch order, trip, alert) shared by every stage.
+
+Parsing is strict and says exactly what is wrong: a rejected record raises `ContractError`
+naming the field, the offending value, a reason sentence and a short `code` that the
+dead-letter path counts by. Serialisation is the exact inverse of parsing (round trips).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+FIX_VERSION = 1
+ORDER_VERSION = 1
+TRIP_VERSION = 1
+ALERT_VERSION = 1
+
+#: How long a fleet manager has to handle an alert (DESIGN §1).
+ALERT_SLA = timedelta(days=3)
+
+#: Device ids become MQTT usernames and topic levels, so they are restricted to a safe alphabet.
+DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+#: Mainland China's bounding box (lat 3..54 N, lon 73..136 E): used only to tell swapped
+#: coordinates from merely distant ones, since every supervised vehicle is inside China.
+CHINA_LAT = (3.0, 54.0)
+CHINA_LON = (73.0, 136.0)
+
+
+class ContractError(ValueError):
+    """A record that does not meet its contract: which field, which value, why."""
+
+    def __init__(self, code: str, field: str | None, value: Any, reason: str) -> None:
+        self.code = code
+        self.field = field
+        self.value = value
+        self.reason = reason
+        where = f"field {field!r}" if field else "record"
+        shown = repr(value)
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        super().__init__(f"{where}: {reason} (got {shown})")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "field": self.field, "reason": self.reason, "message": str(self)}
+
+
+# --------------------------------------------------------------------------------------------
+# field readers: each raises ContractError with the field name
+# --------------------------------------------------------------------------------------------
+
+_MISSING = object()
+
+
+def _get(obj: dict[str, Any], name: str, required: bool = True) -> Any:
+    value = obj.get(name, _MISSING)
+    if value is _MISSING or value is None:
+        if required:
+            raise ContractError("missing_field", name, None, "required field is missing")
+        return None
+    return value
+
+
+def _str(obj: dict[str, Any], name: str, required: bool = True, max_len: int = 200) -> Any:
+    value = _get(obj, name, required)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ContractError("bad_type", name, value, f"expected a string, not {type(value).__name__}")
+    if not value.strip():
+        raise ContractError("bad_value", name, value, "must not be empty")
+    if len(value) > max_len:
+        raise ContractError("bad_value", name, value, f"longer than {max_len} characters")
+    return value
+
+
+def _number(obj: dict[str, Any], name: str, required: bool = True) -> Any:
+    value = _get(obj, name, required)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ContractError("bad_type", name, value, f"expected a number, not {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ContractError("bad_value", name, value, "must be a finite number")
+    return float(value)
+
+
+def _int(obj: dict[str, Any], name: str, required: bool = True) -> Any:
+    value = _get(obj, name, required)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ContractError("bad_type", name, value, f"expected an integer, not {type(value).__name__}")
+    return value
+
+
+def _bool(obj: dict[str, Any], name: str, required: bool = True) -> Any:
+    value = _get(obj, name, required)
+    if value is None:
+        return None
+    if not isinstance(value, bool):
+        raise ContractError("bad_type", name, value, f"expected true or false, not {type(value).__name__}")
+    return value
+
+
+def parse_timestamp(value: Any, name: str = "ts") -> datetime:
+    """RFC 3339 with an explicit offset; a naive time is ambiguous evidence and is rejected."""
+    if not isinstance(value, str):
+        raise ContractError("bad_type", name, value, "expected an RFC 3339 timestamp string")
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ContractError("bad_timestamp", name, value, "not an RFC 3339 timestamp") from None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise ContractError(
+            "naive_timestamp", name, value, "timestamp has no UTC offset (write e.g. +08:00)"
+        )
+    return parsed
+
+
+def format_timestamp(value: datetime) -> str:
+    return value.isoformat()
+
+
+def _ts(obj: dict[str, Any], name: str, required: bool = True) -> Any:
+    value = _get(obj, name, required)
+    if value is None:
+        return None
+    return parse_timestamp(value, name)
+
+
+def _version(obj: dict[str, Any], expected: int) -> int:
+    value = _get(obj, "v")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ContractError("unknown_version", "v", value, f"version must be the integer {expected}")
+    if value != expected:
+        raise ContractError("unknown_version", "v", value, f"unknown version; this reader speaks v{expected}")
+    return value
+
+
+def _load(raw: bytes | str | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(raw, dict):
+        return raw
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ContractError("malformed_json", None, _preview(raw), f"not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ContractError("malformed_json", None, _preview(raw), "expected a JSON object")
+    return obj
+
+
+def _preview(raw: bytes | str) -> str:
+    if isinstance(raw, bytes):
+        return raw[:80].decode("utf-8", "replace")
+    return raw[:80]
+
+
+def _drop_none(obj: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in obj.items() if v is not None}
+
+
+# --------------------------------------------------------------------------------------------
+# telemetry fix v1
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Fix:
+    """One position report from a terminal (telemetry fix v1)."""
+
+    device_id: str
+    vehicle_id: str
+    ts: datetime
+    lat: float
+    lon: float
+    speed_kmh: float
+    heading: float
+    acc: bool
+    seq: int
+    odometer_km: float | None = None
+    alt_m: float | None = None
+    sats: int | None = None
+    alarm: int | None = None
+    fix_valid: bool | None = None
+    v: int = FIX_VERSION
+
+    @property
+    def key(self) -> bytes:
+        """Kafka key: one vehicle's fixes stay ordered in one partition."""
+        return self.vehicle_id.encode("utf-8")
+
+    @property
+    def dedup_key(self) -> tuple[str, int]:
+        return (self.device_id, self.seq)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none(
+            {
+                "v": self.v,
+                "device_id": self.device_id,
+                "vehicle_id": self.vehicle_id,
+                "ts": format_timestamp(self.ts),
+                "lat": self.lat,
+                "lon": self.lon,
+                "speed_kmh": self.speed_kmh,
+                "heading": self.heading,
+                "acc": self.acc,
+                "seq": self.seq,
+                "odometer_km": self.odometer_km,
+                "alt_m": self.alt_m,
+                "sats": self.sats,
+                "alarm": self.alarm,
+                "fix_valid": self.fix_valid,
+            }
+        )
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+
+def parse_fix(
+    raw: bytes | str | dict[str, Any],
+    *,
+    now: datetime | None = None,
+    max_future: timedelta = timedelta(minutes=5),
+    max_speed_kmh: float = 250.0,
+) -> Fix:
+    """Parse and validate a telemetry fix v1; raise `ContractError` saying exactly what is wrong.
+
+    ``now`` is the receiver's clock (defaults to the real clock); fixes stamped more than
+    ``max_future`` ahead of it are rejected, because a terminal with a wrong clock would
+    otherwise place events in the future and poison event-time windows.
+    """
+    obj = _load(raw)
+    _version(obj, FIX_VERSION)
+    device_id = _str(obj, "device_id", max_len=64)
+    if not DEVICE_ID_RE.match(device_id):
+        raise ContractError(
+            "bad_value", "device_id", device_id, "only letters, digits, '_', '-' and '.' are allowed"
+        )
+    vehicle_id = _str(obj, "vehicle_id", max_len=16)
+    ts = _ts(obj, "ts")
+    reference = now if now is not None else datetime.now(UTC)
+    if ts - reference > max_future:
+        raise ContractError(
+            "future_timestamp",
+            "ts",
+            obj["ts"],
+            f"more than {int(max_future.total_seconds())} s ahead of the receiver's clock",
+        )
+    lat = _number(obj, "lat")
+    lon = _number(obj, "lon")
+    _check_position(lat, lon)
+    speed = _number(obj, "speed_kmh")
+    if speed < 0:
+        raise ContractError("out_of_range", "speed_kmh", speed, "speed cannot be negative")
+    if speed > max_speed_kmh:
+        raise ContractError(
+            "impossible_speed", "speed_kmh", speed, f"faster than {max_speed_kmh:g} km/h is not plausible"
+        )
+    heading = _number(obj, "heading")
+    if not 0 <= heading < 360:
+        raise ContractError("out_of_range", "heading", heading, "heading must be in 0..359 degrees")
+    acc = _bool(obj, "acc")
+    seq = _int(obj, "seq")
+    if seq < 0:
+        raise ContractError("out_of_range", "seq", seq, "sequence number cannot be negative")
+    odometer = _number(obj, "odometer_km", required=False)
+    if odometer is not None and odometer < 0:
+        raise ContractError("out_of_range", "odometer_km", odometer, "odometer cannot be negative")
+    alt = _number(obj, "alt_m", required=False)
+    if alt is not None and not -500 <= alt <= 9000:
+        raise ContractError("out_of_range", "alt_m", alt, "altitude outside -500..9000 m")
+    sats = _int(obj, "sats", required=False)
+    if sats is not None and not 0 <= sats <= 200:
+        raise ContractError("out_of_range", "sats", sats, "satellite count outside 0..200")
+    alarm = _int(obj, "alarm", required=False)
+    if alarm is not None and not 0 <= alarm < 2**32:
+        raise ContractError("out_of_range", "alarm", alarm, "alarm is a 32-bit JT/T 808 bitmask")
+    fix_valid = _bool(obj, "fix_valid", required=False)
+    return Fix(
+        device_id=device_id,
+        vehicle_id=vehicle_id,
+        ts=ts,
+        lat=lat,
+        lon=lon,
+        speed_kmh=speed,
+        heading=heading,
+        acc=acc,
+        seq=seq,
+        odometer_km=odometer,
+        alt_m=alt,
+        sats=sats,
+        alarm=alarm,
+        fix_valid=fix_valid,
+    )
+
+
+def _in_china(lat: float, lon: float) -> bool:
+    return CHINA_LAT[0] <= lat <= CHINA_LAT[1] and CHINA_LON[0] <= lon <= CHINA_LON[1]
+
+
+def _check_position(lat: float, lon: float) -> None:
+    if _in_china(lon, lat):
+        raise ContractError(
+            "swapped_coordinates",
+            "lat",
+            lat,
+            f"lat/lon look swapped: ({lat}, {lon}) is in China only as (lat={lon}, lon={lat})",
+        )
+    if not -90 <= lat <= 90:
+        raise ContractError("out_of_range", "lat", lat, "latitude must be within -90..90")
+    if not -180 <= lon <= 180:
+        raise ContractError("out_of_range", "lon", lon, "longitude must be within -180..180")
+    if lat == 0 and lon == 0:
+        raise ContractError("out_of_range", "lat", lat, "(0, 0) is a terminal without a position, not a fix")
+
+
+# --------------------------------------------------------------------------------------------
+# dispatch order (派车单)
+# --------------------------------------------------------------------------------------------
+
+
+class OrderStatus(StrEnum):
+    APPROVED = "approved"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchOrder:
+    """An approved (or cancelled) dispatch order for one vehicle and a time span."""
+
+    order_id: str
+    vehicle_id: str
+    org: str
+    start: datetime
+    end: datetime
+    purpose: str
+    destination: str
+    status: OrderStatus
+    #: GeoJSON geometry (WGS-84) of the approved destination area, if the order names one.
+    destination_area: dict[str, Any] | None = None
+    v: int = ORDER_VERSION
+
+    def covers(self, start: datetime, end: datetime) -> bool:
+        return self.status is OrderStatus.APPROVED and self.start <= start and end <= self.end
+
+    def overlaps(self, start: datetime, end: datetime) -> bool:
+        return self.status is OrderStatus.APPROVED and self.start < end and start < self.end
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none(
+            {
+                "v": self.v,
+                "order_id": self.order_id,
+                "vehicle_id": self.vehicle_id,
+                "org": self.org,
+                "start": format_timestamp(self.start),
+                "end": format_timestamp(self.end),
+                "purpose": self.purpose,
+                "destination": self.destination,
+                "destination_area": self.destination_area,
+                "status": self.status.value,
+            }
+        )
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+
+def parse_order(raw: bytes | str | dict[str, Any]) -> DispatchOrder:
+    obj = _load(raw)
+    _version(obj, ORDER_VERSION)
+    start = _ts(obj, "start")
+    end = _ts(obj, "end")
+    if end <= start:
+        raise ContractError("bad_value", "end", obj["end"], "order must end after it starts")
+    status_raw = _str(obj, "status")
+    try:
+        status = OrderStatus(status_raw)
+    except ValueError:
+        allowed = ", ".join(s.value for s in OrderStatus)
+        raise ContractError("bad_value", "status", status_raw, f"must be one of: {allowed}") from None
+    area = _get(obj, "destination_area", required=False)
+    if area is not None and (not isinstance(area, dict) or "type" not in area):
+        raise ContractError("bad_type", "destination_area", area, "expected a GeoJSON geometry object")
+    return DispatchOrder(
+        order_id=_str(obj, "order_id", max_len=64),
+        vehicle_id=_str(obj, "vehicle_id", max_len=16),
+        org=_str(obj, "org", max_len=64),
+        start=start,
+        end=end,
+        purpose=_str(obj, "purpose", required=False) or "",
+        destination=_str(obj, "destination", required=False) or "",
+        status=status,
+        destination_area=area,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# trip
+# --------------------------------------------------------------------------------------------
+
+
+def _stable_id(*parts: str) -> str:
+    return hashlib.sha1("|".join(parts).encode("utf-8")).hexdigest()[:20]
+
+
+def _utc_key(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def trip_id_for(vehicle_id: str, start: datetime) -> str:
+    """Same vehicle + same start -> same id, so re-running detection never makes a second trip."""
+    return _stable_id("trip", vehicle_id, _utc_key(start))
+
+
+@dataclass(frozen=True, slots=True)
+class Trip:
+    """A segment of driving between two stops of at least the configured stop duration."""
+
+    trip_id: str
+    vehicle_id: str
+    org: str
+    start: datetime
+    end: datetime
+    start_lat: float
+    start_lon: float
+    end_lat: float
+    end_lon: float
+    distance_m: float
+    max_speed_kmh: float
+    fix_count: int
+    order_id: str | None = None
+    v: int = TRIP_VERSION
+
+    @property
+    def duration_s(self) -> float:
+        return (self.end - self.start).total_seconds()
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none(
+            {
+                "v": self.v,
+                "trip_id": self.trip_id,
+                "vehicle_id": self.vehicle_id,
+                "org": self.org,
+                "start": format_timestamp(self.start),
+                "end": format_timestamp(self.end),
+                "start_lat": self.start_lat,
+                "start_lon": self.start_lon,
+                "end_lat": self.end_lat,
+                "end_lon": self.end_lon,
+                "distance_m": self.distance_m,
+                "max_speed_kmh": self.max_speed_kmh,
+                "fix_count": self.fix_count,
+                "order_id": self.order_id,
+            }
+        )
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+
+def parse_trip(raw: bytes | str | dict[str, Any]) -> Trip:
+    obj = _load(raw)
+    _version(obj, TRIP_VERSION)
+    return Trip(
+        trip_id=_str(obj, "trip_id"),
+        vehicle_id=_str(obj, "vehicle_id", max_len=16),
+        org=_str(obj, "org"),
+        start=_ts(obj, "start"),
+        end=_ts(obj, "end"),
+        start_lat=_number(obj, "start_lat"),
+        start_lon=_number(obj, "start_lon"),
+        end_lat=_number(obj, "end_lat"),
+        end_lon=_number(obj, "end_lon"),
+        distance_m=_number(obj, "distance_m"),
+        max_speed_kmh=_number(obj, "max_speed_kmh"),
+        fix_count=_int(obj, "fix_count"),
+        order_id=_str(obj, "order_id", required=False),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# alert
+# --------------------------------------------------------------------------------------------
+
+
+class AlertType(StrEnum):
+    OFF_HOURS = "off_hours"
+    OUT_OF_AREA = "out_of_area"
+    PRIVATE_DESTINATION = "private_destination"
+    DEPOT_NIGHT = "depot_night"
+    OVERSPEED = "overspeed"
+    OFFLINE = "offline"
+    POWER_CUT = "power_cut"
+
+
+class AlertStatus(StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    CLOSED = "closed"
+
+
+def alert_id_for(alert_type: AlertType | str, vehicle_id: str, start: datetime) -> str:
+    """Deterministic: the same vehicle + type + start always yields the same alert id."""
+    return _stable_id("alert", str(alert_type), vehicle_id, _utc_key(start))
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """A detected violation. `raised_at` is event time, so redelivery reproduces it exactly."""
+
+    alert_id: str
+    type: AlertType
+    vehicle_id: str
+    org: str
+    start: datetime
+    end: datetime | None
+    lat: float
+    lon: float
+    raised_at: datetime
+    details: dict[str, Any] = field(default_factory=dict)
+    trip_id: str | None = None
+    status: AlertStatus = AlertStatus.OPEN
+    v: int = ALERT_VERSION
+
+    @property
+    def due(self) -> datetime:
+        return self.raised_at + ALERT_SLA
+
+    @classmethod
+    def new(
+        cls,
+        alert_type: AlertType,
+        vehicle_id: str,
+        org: str,
+        start: datetime,
+        end: datetime | None,
+        lat: float,
+        lon: float,
+        raised_at: datetime,
+        details: dict[str, Any] | None = None,
+        trip_id: str | None = None,
+    ) -> Alert:
+        return cls(
+            alert_id=alert_id_for(alert_type, vehicle_id, start),
+            type=alert_type,
+            vehicle_id=vehicle_id,
+            org=org,
+            start=start,
+            end=end,
+            lat=lat,
+            lon=lon,
+            raised_at=raised_at,
+            details=dict(details or {}),
+            trip_id=trip_id,
+        )
+
+    def with_end(self, end: datetime) -> Alert:
+        return replace(self, end=end)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none(
+            {
+                "v": self.v,
+                "alert_id": self.alert_id,
+                "type": self.type.value,
+                "vehicle_id": self.vehicle_id,
+                "org": self.org,
+                "start": format_timestamp(self.start),
+                "end": format_timestamp(self.end) if self.end else None,
+                "lat": self.lat,
+                "lon": self.lon,
+                "raised_at": format_timestamp(self.raised_at),
+                "due": format_timestamp(self.due),
+                "details": self.details,
+                "trip_id": self.trip_id,
+                "status": self.status.value,
+            }
+        )
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+
+def parse_alert(raw: bytes | str | dict[str, Any]) -> Alert:
+    obj = _load(raw)
+    _version(obj, ALERT_VERSION)
+    type_raw = _str(obj, "type")
+    try:
+        alert_type = AlertType(type_raw)
+    except ValueError:
+        raise ContractError("bad_value", "type", type_raw, "unknown alert type") from None
+    status_raw = _str(obj, "status", required=False) or AlertStatus.OPEN.value
+    try:
+        status = AlertStatus(status_raw)
+    except ValueError:
+        raise ContractError("bad_value", "status", status_raw, "unknown alert status") from None
+    details = _get(obj, "details", required=False) or {}
+    if not isinstance(details, dict):
+        raise ContractError("bad_type", "details", details, "expected a JSON object")
+    return Alert(
+        alert_id=_str(obj, "alert_id"),
+        type=alert_type,
+        vehicle_id=_str(obj, "vehicle_id", max_len=16),
+        org=_str(obj, "org"),
+        start=_ts(obj, "start"),
+        end=_ts(obj, "end", required=False),
+        lat=_number(obj, "lat"),
+        lon=_number(obj, "lon"),
+        raised_at=_ts(obj, "raised_at"),
+        details=details,
+        trip_id=_str(obj, "trip_id", required=False),
+        status=status,
+    )

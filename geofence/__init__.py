@@ -1,0 +1,1 @@
+"""Zones (GeoJSON, datum-aware), spatial index and the rules configuration."""

@@ -1,0 +1,1 @@
+"""MQTT -> Kafka ingest bridge: at-least-once delivery with a dead-letter path."""

@@ -1,0 +1,1 @@
+"""Device simulator: a labelled world, scenarios with ground truth, load and replay."""

@@ -1,0 +1,1 @@
+"""Stream processing: the pure detection core and the faust workers that run it."""

@@ -1,0 +1,26 @@
+"""Shared fixtures: the real local stack (started by the project's own code) and unique names."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from fleetwatch.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Settings]:
+    """The running local stack; `fleetwatch stack up` is idempotent, so this is cheap when warm."""
+    from fleetwatch.stack import ensure_up
+
+    settings = Settings()
+    ensure_up(settings)
+    yield settings
+
+
+@pytest.fixture
+def unique() -> str:
+    """A random suffix for per-test topic, group and table names."""
+    return uuid.uuid4().hex[:10]
