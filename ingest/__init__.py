@@ -1,1 +1,21 @@
 """MQTT -> Kafka ingest bridge: at-least-once delivery with a dead-letter path."""
+
+from ingest.bridge import SHARE_GROUP, Bridge, BridgeConfig
+from ingest.deadletter import DeadLetter, parse_dead_letter
+from ingest.inflight import InFlightWindow, Ticket
+from ingest.metrics import Metrics
+from ingest.validate import Registry, Rejection, check_fix
+
+__all__ = [
+    "SHARE_GROUP",
+    "Bridge",
+    "BridgeConfig",
+    "DeadLetter",
+    "InFlightWindow",
+    "Metrics",
+    "Registry",
+    "Rejection",
+    "Ticket",
+    "check_fix",
+    "parse_dead_letter",
+]

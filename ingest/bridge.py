@@ -1,0 +1,418 @@
+"""The MQTT -> Kafka bridge: PUBACK only after Kafka has the record, bounded in-flight work.
+
+Threads and hand-offs:
+
+* paho's network thread runs `_on_message`; it only records the message in the in-flight
+  window and queues it (never blocks on Kafka, so keep-alives and PUBACKs keep flowing);
+* one worker thread validates, builds the record and calls ``producer.send`` (which may block
+  for metadata while Kafka is away: that is fine here) and re-sends failed records;
+* kafka-python's sender thread completes the futures; the success callback marks the message
+  done in the window, which sends the PUBACKs that became due, in receive order.
+
+The broker never has more than ``receive_maximum`` unacknowledged QoS 1 messages out to us, so
+the queue, the window and the producer's buffer are bounded by it: when Kafka stalls, acks
+stop, the broker stops sending and keeps the rest in our persistent session.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import paho.mqtt.client as mqtt
+from kafka import KafkaProducer
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from fleetwatch import topics
+from fleetwatch.kafka_io import make_producer
+from fleetwatch.records import Fix
+from fleetwatch.settings import Settings
+from ingest.deadletter import DeadLetter
+from ingest.inflight import InFlightWindow, Ticket
+from ingest.metrics import Metrics, serve_metrics
+from ingest.validate import BAD_TOPIC, Registry, Rejection, check_fix
+
+log = logging.getLogger("fleetwatch.ingest")
+
+SHARE_GROUP = "fleetwatch-bridge"
+
+#: Rejected payloads larger than this are cut before dead-lettering so the DLQ record always fits
+#: in a Kafka request; the original size is kept in the message.
+DLQ_PAYLOAD_LIMIT = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeConfig:
+    """How one bridge instance connects and behaves; several instances share the load."""
+
+    instance: str = "default"
+    telemetry_topic: str = topics.TELEMETRY
+    dlq_topic: str = topics.TELEMETRY_DLQ
+    share_group: str = SHARE_GROUP
+    #: Upper bound on unacknowledged QoS 1 messages the broker sends us (MQTT 5 Receive Maximum).
+    receive_maximum: int = 1000
+    #: How long the broker keeps our session (subscription + queued messages) while we are away.
+    session_expiry_s: int = 3600
+    keepalive_s: int = 30
+    metrics_host: str = "127.0.0.1"
+    #: Prometheus endpoint port; None disables it, 0 picks a free port.
+    metrics_port: int | None = None
+    log_interval_s: float = 10.0
+    retry_initial_s: float = 0.5
+    retry_max_s: float = 10.0
+    drain_timeout_s: float = 30.0
+
+    @property
+    def client_id(self) -> str:
+        return f"fleetwatch-bridge-{self.instance}"
+
+
+@dataclass(slots=True)
+class _Work:
+    ticket: Ticket
+    topic: str
+    payload: bytes
+    received_at: datetime
+    attempts: int = 0
+    record: tuple[str, bytes, bytes, str] | None = None  # (kafka topic, key, value, counter)
+
+
+class Bridge:
+    """One running bridge instance. `start()`, then `stop()` (graceful) from any thread."""
+
+    def __init__(
+        self, settings: Settings, config: BridgeConfig | None = None, *, registry: Registry | None = None
+    ):
+        self.settings = settings
+        self.config = config or BridgeConfig()
+        self.registry = registry or Registry(settings.stack_dir / "registry.csv")
+        self.metrics = Metrics(self.config.instance)
+        self.window = InFlightWindow()
+        self._queue: queue.Queue[_Work] = queue.Queue()
+        self._retries: list[tuple[float, int, _Work]] = []
+        self._retry_seq = itertools.count()
+        self._retry_lock = threading.Lock()
+        self._stopping = threading.Event()  # no new work is accepted (messages stay with the broker)
+        self._closed = threading.Event()  # worker may exit
+        self._connected = threading.Event()
+        self._subscribed = threading.Event()
+        self._unsubscribed = threading.Event()
+        self._last_message_at = time.monotonic()
+        self._producer: KafkaProducer | None = None
+        self._worker: threading.Thread | None = None
+        self._reporter: threading.Thread | None = None
+        self._metrics_server = None
+        self._client = self._make_client()
+        self.metrics.gauge("in_flight", "received messages not yet acknowledged", lambda: len(self.window))
+        self.metrics.gauge("queued", "received messages waiting for the Kafka worker", self._queue.qsize)
+        self.metrics.gauge("retry_pending", "failed sends waiting to be re-sent", lambda: len(self._retries))
+        self.metrics.gauge(
+            "connected", "1 while the MQTT connection is up", lambda: float(self._connected.is_set())
+        )
+        self.metrics.gauge("registry_devices", "devices in the vehicle registry", lambda: len(self.registry))
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def share_topic(self) -> str:
+        return f"$share/{self.config.share_group}/{self.settings.mqtt_topic_prefix}/+"
+
+    @property
+    def metrics_port(self) -> int | None:
+        return self._metrics_server.server_port if self._metrics_server else None
+
+    def start(self) -> None:
+        """Connect to Kafka (waiting for it if needed), then to MQTT; returns once subscribed."""
+        if not self.registry.path.exists():
+            log.warning(
+                "vehicle registry %s does not exist yet: every fix will be dead-lettered "
+                "as unknown_device until devices are registered",
+                self.registry.path,
+            )
+        self._producer = self._connect_kafka()
+        self._worker = threading.Thread(target=self._work_loop, name="ingest-worker", daemon=True)
+        self._worker.start()
+        if self.config.metrics_port is not None:
+            self._metrics_server = serve_metrics(
+                self.metrics, self.config.metrics_host, self.config.metrics_port
+            )
+            log.info("metrics on http://%s:%d/metrics", self.config.metrics_host, self.metrics_port)
+        if self.config.log_interval_s > 0:
+            self._reporter = threading.Thread(target=self._report_loop, name="ingest-report", daemon=True)
+            self._reporter.start()
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.config.session_expiry_s
+        props.ReceiveMaximum = self.config.receive_maximum
+        self._client.connect_async(
+            self.settings.mqtt_host,
+            self.settings.mqtt_port,
+            keepalive=self.config.keepalive_s,
+            clean_start=False,
+            properties=props,
+        )
+        self._client.loop_start()
+        if not self._subscribed.wait(60):
+            raise TimeoutError(
+                f"no MQTT subscription within 60 s ({self.settings.mqtt_host}:{self.settings.mqtt_port})"
+            )
+
+    def stop(self, *, leave: bool = False) -> None:
+        """Graceful shutdown: take no new messages, finish and acknowledge in-flight work, disconnect.
+
+        By default the MQTT session is kept, so messages published while this instance is
+        down wait for it in the broker. ``leave=True`` is for removing an instance for good:
+        it unsubscribes first (the shared group then routes everything to the other members),
+        finishes what already arrived, and ends the session.
+        """
+        if leave and self._connected.is_set():
+            self._client.unsubscribe(self.share_topic)
+            self._unsubscribed.wait(10)
+            # Messages the broker had already queued for us still arrive after UNSUBACK.
+            while time.monotonic() - self._last_message_at < 1.0:
+                time.sleep(0.2)
+        self._stopping.set()
+        drained = self.window.wait_empty(self.config.drain_timeout_s)
+        if self._producer is not None:
+            self._producer.flush(timeout=self.config.drain_timeout_s)
+        drained = self.window.wait_empty(1.0) and drained
+        if not drained:
+            log.warning(
+                "shutdown: %d messages still unacknowledged; the broker will redeliver them", len(self.window)
+            )
+        props = None
+        if leave:
+            props = Properties(PacketTypes.DISCONNECT)
+            props.SessionExpiryInterval = 0
+        self._client.disconnect(properties=props)
+        self._client.loop_stop()
+        self._closed.set()
+        if self._worker is not None:
+            self._worker.join(5)
+        if self._producer is not None:
+            self._producer.close(timeout=5)
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+        log.info("stopped: %s", self.metrics.log_line())
+
+    # ------------------------------------------------------------------ MQTT side (paho thread)
+
+    def _make_client(self) -> mqtt.Client:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=self.config.client_id, protocol=mqtt.MQTTv5
+        )
+        client.username_pw_set(self.settings.mqtt_bridge_user, self.settings.secret("mqtt_bridge_password"))
+        client.manual_ack_set(True)
+        client.reconnect_delay_set(1, 10)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_unsubscribe = self._on_unsubscribe
+        client.on_message = self._on_message
+        return client
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason_code.is_failure:
+            log.error("MQTT connect refused: %s", reason_code)
+            return
+        self._connected.set()
+        self.metrics.inc("connects")
+        log.info("MQTT connected as %s (session present: %s)", self.config.client_id, flags.session_present)
+        if not self._stopping.is_set():
+            # Re-subscribing an existing subscription is harmless and covers an expired session.
+            client.subscribe(self.share_topic, qos=1)
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        self._connected.clear()
+        dropped = self.window.new_generation()
+        if dropped:
+            self.metrics.inc("abandoned", dropped)
+        if not self._stopping.is_set():
+            log.warning(
+                "MQTT connection lost (%s); %d unacknowledged messages will be redelivered",
+                reason_code,
+                dropped,
+            )
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        failed = [rc for rc in reason_codes if rc.is_failure]
+        if failed:
+            log.error("subscription to %s refused: %s", self.share_topic, failed)
+            return
+        self._subscribed.set()
+
+    def _on_unsubscribe(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        self._unsubscribed.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        if self._stopping.is_set():
+            return  # not acknowledged: stays in our session for the next start
+        self._last_message_at = time.monotonic()
+        ticket = self.window.add(msg.mid, msg.qos)
+        self.metrics.inc("received")
+        if msg.dup:
+            self.metrics.inc("redelivered")
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:
+            topic = msg._topic.decode("utf-8", "replace")  # rejected as bad_topic below
+        self._queue.put(_Work(ticket, topic, msg.payload, datetime.now(UTC)))
+
+    def _ack(self, mid: int, qos: int) -> None:
+        self._client.ack(mid, qos)
+
+    # ------------------------------------------------------------------ Kafka side
+
+    def _connect_kafka(self) -> KafkaProducer:
+        delay = self.config.retry_initial_s
+        while True:
+            try:
+                return make_producer(self.settings, client_id=self.config.client_id)
+            except Exception as exc:  # NoBrokersAvailable and friends: Kafka is not there yet
+                if self._stopping.is_set():
+                    raise
+                log.warning(
+                    "Kafka at %s unavailable (%s); retrying in %.1f s",
+                    self.settings.kafka_bootstrap,
+                    exc,
+                    delay,
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, self.config.retry_max_s)
+
+    def _classify(self, work: _Work) -> tuple[str, bytes, bytes, str]:
+        valid = check_fix(
+            work.payload,
+            work.topic,
+            registry=self.registry,
+            topic_prefix=self.settings.mqtt_topic_prefix,
+            now=work.received_at,
+            max_future=timedelta(seconds=self.settings.max_future_seconds),
+            max_speed_kmh=self.settings.max_speed_kmh,
+        )
+        if isinstance(valid, Fix):
+            return (self.config.telemetry_topic, valid.key, valid.to_json(), "produced")
+        return self._dead_letter(work, valid)
+
+    def _dead_letter(self, work: _Work, rejection: Rejection) -> tuple[str, bytes, bytes, str]:
+        self.metrics.reject(rejection.code)
+        payload = work.payload
+        if len(payload) > DLQ_PAYLOAD_LIMIT:
+            rejection = Rejection(
+                rejection.code,
+                rejection.field,
+                rejection.reason,
+                f"{rejection.message} [payload of {len(payload)} bytes cut to {DLQ_PAYLOAD_LIMIT}]",
+            )
+            payload = payload[:DLQ_PAYLOAD_LIMIT]
+        letter = DeadLetter.of(
+            rejection,
+            payload=payload,
+            source_topic=work.topic,
+            received_at=work.received_at,
+            bridge=self.config.instance,
+        )
+        key = work.topic.rsplit("/", 1)[-1].encode() if rejection.code != BAD_TOPIC else b""
+        return (self.config.dlq_topic, key, letter.to_json(), "dead_lettered")
+
+    def _work_loop(self) -> None:
+        assert self._producer is not None
+        while not self._closed.is_set():
+            work = self._next_work()
+            if work is None:
+                continue
+            if not self.window.is_current(work.ticket):
+                continue  # its connection is gone; the broker redelivers it
+            if work.record is None:
+                try:
+                    work.record = self._classify(work)
+                except Exception as exc:  # a bug must not stop the pipeline: dead-letter it
+                    log.exception("could not classify a message from %s", work.topic)
+                    work.record = self._dead_letter(
+                        work, Rejection("internal_error", None, "bridge error", repr(exc))
+                    )
+            self._send(work)
+
+    def _next_work(self) -> _Work | None:
+        with self._retry_lock:
+            if self._retries and self._retries[0][0] <= time.monotonic():
+                return heapq.heappop(self._retries)[2]
+            wait = min(0.2, self._retries[0][0] - time.monotonic()) if self._retries else 0.2
+        try:
+            return self._queue.get(timeout=max(wait, 0.001))
+        except queue.Empty:
+            return None
+
+    def _send(self, work: _Work) -> None:
+        assert self._producer is not None and work.record is not None
+        kafka_topic, key, value, _ = work.record
+        try:
+            future = self._producer.send(kafka_topic, key=key, value=value)
+        except Exception as exc:  # metadata timeout / buffer full while Kafka is away
+            self._retry(work, exc)
+            return
+        future.add_callback(self._on_sent, work)
+        future.add_errback(self._on_send_failed, work)
+
+    def _on_sent(self, work: _Work, _metadata: object) -> None:
+        assert work.record is not None
+        self.metrics.inc(work.record[3])
+        self.window.complete(work.ticket, self._ack)
+
+    def _on_send_failed(self, work: _Work, exc: BaseException) -> None:
+        self._retry(work, exc)
+
+    def _retry(self, work: _Work, exc: BaseException) -> None:
+        work.attempts += 1
+        delay = min(self.config.retry_initial_s * 2 ** (work.attempts - 1), self.config.retry_max_s)
+        self.metrics.inc("send_retries")
+        if work.attempts == 1 or work.attempts % 10 == 0:
+            log.warning(
+                "Kafka send failed (%s: %s); attempt %d, retrying in %.1f s",
+                type(exc).__name__,
+                exc,
+                work.attempts,
+                delay,
+            )
+        with self._retry_lock:
+            heapq.heappush(self._retries, (time.monotonic() + delay, next(self._retry_seq), work))
+
+    def _report_loop(self) -> None:
+        while not self._closed.wait(self.config.log_interval_s):
+            log.info("%s", self.metrics.log_line())

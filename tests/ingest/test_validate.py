@@ -1,0 +1,153 @@
+"""Contract and identity checks of the bridge, without any broker."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+
+from fleetwatch.records import Fix
+from ingest.validate import (
+    BAD_TOPIC,
+    TOPIC_DEVICE_MISMATCH,
+    UNKNOWN_DEVICE,
+    VEHICLE_MISMATCH,
+    Registry,
+    Rejection,
+    check_fix,
+    topic_device,
+)
+
+PREFIX = "fleetwatch/v1/telemetry"
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def fix_payload(device: str = "dev-1", vehicle: str = "苏A12345", **extra: object) -> bytes:
+    obj = {
+        "v": 1,
+        "device_id": device,
+        "vehicle_id": vehicle,
+        "ts": "2026-03-02T16:59:00+08:00",
+        "lat": 32.06,
+        "lon": 118.79,
+        "speed_kmh": 42.5,
+        "heading": 90,
+        "acc": True,
+        "seq": 7,
+    }
+    obj.update(extra)
+    return orjson.dumps(obj)
+
+
+def write_registry(path: Path, rows: list[tuple[str, str]]) -> None:
+    path.write_text("device_id,vehicle_id\n" + "".join(f"{d},{v}\n" for d, v in rows), encoding="utf-8")
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Registry:
+    path = tmp_path / "registry.csv"
+    write_registry(path, [("dev-1", "苏A12345"), ("dev-2", "苏B00002")])
+    return Registry(path)
+
+
+def check(payload: bytes, topic: str, registry: Registry) -> Fix | Rejection:
+    return check_fix(
+        payload,
+        topic,
+        registry=registry,
+        topic_prefix=PREFIX,
+        now=NOW,
+        max_future=timedelta(minutes=5),
+        max_speed_kmh=250,
+    )
+
+
+def test_valid_fix_from_its_own_device_passes(registry: Registry) -> None:
+    result = check(fix_payload(), f"{PREFIX}/dev-1", registry)
+    assert isinstance(result, Fix)
+    assert (result.device_id, result.vehicle_id, result.seq) == ("dev-1", "苏A12345", 7)
+
+
+@pytest.mark.parametrize(
+    ("payload", "code", "field"),
+    [
+        (b"{not json", "malformed_json", None),
+        (b"\xff\xfe", "malformed_json", None),
+        (fix_payload(lat=None), "missing_field", "lat"),
+        (fix_payload(speed_kmh=900), "impossible_speed", "speed_kmh"),
+        (fix_payload(lat=118.79, lon=32.06), "swapped_coordinates", "lat"),
+        (fix_payload(ts="2026-03-02T09:30:00+00:00"), "future_timestamp", "ts"),
+        (fix_payload(ts="2026-03-02T09:00:00"), "naive_timestamp", "ts"),
+        (fix_payload(v=2), "unknown_version", "v"),
+    ],
+)
+def test_contract_violations_carry_code_field_and_message(
+    registry: Registry, payload: bytes, code: str, field: str | None
+) -> None:
+    result = check(payload, f"{PREFIX}/dev-1", registry)
+    assert isinstance(result, Rejection)
+    assert (result.code, result.field) == (code, field)
+    assert result.reason and result.message
+
+
+def test_fix_naming_another_device_is_rejected(registry: Registry) -> None:
+    # dev-1's account publishing dev-2's ids (both registered): a spoof, not a valid fix.
+    result = check(fix_payload(device="dev-2", vehicle="苏B00002"), f"{PREFIX}/dev-1", registry)
+    assert isinstance(result, Rejection)
+    assert result.code == TOPIC_DEVICE_MISMATCH
+    assert "dev-2" in result.message and "dev-1" in result.message
+
+
+def test_vehicle_not_matching_registry_is_rejected(registry: Registry) -> None:
+    result = check(fix_payload(vehicle="苏B00002"), f"{PREFIX}/dev-1", registry)
+    assert isinstance(result, Rejection)
+    assert (result.code, result.field) == (VEHICLE_MISMATCH, "vehicle_id")
+    assert "苏A12345" in result.message
+
+
+def test_unregistered_device_is_rejected(registry: Registry) -> None:
+    result = check(fix_payload(device="dev-9"), f"{PREFIX}/dev-9", registry)
+    assert isinstance(result, Rejection)
+    assert result.code == UNKNOWN_DEVICE
+
+
+@pytest.mark.parametrize("topic", ["other/dev-1", f"{PREFIX}/dev-1/extra", f"{PREFIX}/", PREFIX])
+def test_non_telemetry_topics_are_rejected(registry: Registry, topic: str) -> None:
+    result = check(fix_payload(), topic, registry)
+    assert isinstance(result, Rejection)
+    assert result.code == BAD_TOPIC
+
+
+def test_topic_device_extracts_the_last_level() -> None:
+    assert topic_device(f"{PREFIX}/abc.1", PREFIX) == "abc.1"
+    assert topic_device(f"{PREFIX}/abc/def", PREFIX) is None
+
+
+def test_registry_reloads_when_the_file_changes(tmp_path: Path) -> None:
+    path = tmp_path / "registry.csv"
+    write_registry(path, [("dev-1", "苏A12345")])
+    reg = Registry(path, check_interval_s=3600)
+    assert reg.vehicle_of("dev-1") == "苏A12345"
+    write_registry(path, [("dev-1", "苏A99999"), ("dev-3", "苏C00003")])
+    os.utime(path, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
+    # A newly registered device is found at once (a miss forces a re-check) ...
+    assert reg.vehicle_of("dev-3") == "苏C00003"
+    # ... and the same reload brought the changed vehicle of a known device.
+    assert reg.vehicle_of("dev-1") == "苏A99999"
+
+
+def test_missing_registry_knows_no_device(tmp_path: Path) -> None:
+    reg = Registry(tmp_path / "absent.csv")
+    assert reg.vehicle_of("dev-1") is None
+    assert len(reg) == 0
+
+
+def test_registry_with_wrong_header_says_what_is_missing(tmp_path: Path) -> None:
+    path = tmp_path / "registry.csv"
+    path.write_text("device,plate\nd,v\n")
+    with pytest.raises(ValueError, match="vehicle_id"):
+        Registry(path)
