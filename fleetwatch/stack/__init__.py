@@ -1,0 +1,127 @@
+"""The local stack (Mosquitto, Kafka, PostgreSQL + TimescaleDB): install, start, check, stop, devices."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import TypeVar
+
+from rich.console import Console
+
+from fleetwatch.settings import Settings
+
+from . import _kafka, _mosquitto, _postgres
+from ._common import ServiceStatus, StackError
+from ._mosquitto import DeviceRowError
+from ._secrets import ensure_secrets
+
+__all__ = [
+    "DeviceRowError",
+    "ServiceStatus",
+    "StackError",
+    "add_devices",
+    "down",
+    "ensure_up",
+    "log_path",
+    "status",
+]
+
+SERVICES: tuple[str, ...] = ("mosquitto", "kafka", "postgres")
+T = TypeVar("T")
+
+
+def _install_log(settings: Settings) -> Path:
+    return settings.stack_dir.resolve() / "logs" / "install.log"
+
+
+def log_path(settings: Settings, service: str) -> Path:
+    """The log file of ``service`` (one of SERVICES, or 'install' / 'timescaledb-build')."""
+    logs = settings.stack_dir.resolve() / "logs"
+    known = {*SERVICES, "install", "timescaledb-build"}
+    if service not in known:
+        raise ValueError(f"service: unknown {service!r} (expected one of {', '.join(sorted(known))})")
+    return logs / f"{service}.log"
+
+
+class _Progress:
+    """Prints one line per step with its duration; a spinner while a step runs."""
+
+    def __init__(self, console: Console | None) -> None:
+        self.console = console
+
+    def step(self, label: str, fn: Callable[[], T], describe: Callable[[T], str] = str) -> T:
+        started = time.monotonic()
+        spinner: AbstractContextManager[object] = (
+            self.console.status(f"{label} ...") if self.console is not None else nullcontext()
+        )
+        try:
+            with spinner:
+                result = fn()
+        except StackError:
+            if self.console is not None:
+                self.console.print(f"[red]✗[/] {label}")
+            raise
+        if self.console is not None:
+            took = time.monotonic() - started
+            self.console.print(f"[green]✓[/] {label}: {describe(result)} [dim]({took:.1f} s)[/]")
+        return result
+
+
+def ensure_up(settings: Settings, console: Console | None = None) -> list[ServiceStatus]:
+    """Install what is missing, start what is stopped, health-check everything; idempotent.
+
+    Raises StackError naming the service, what failed and its log file.
+    """
+    stack = settings.stack_dir.resolve()
+    stack.mkdir(parents=True, exist_ok=True)
+    stack.chmod(0o755)  # the postgres/mosquitto OS users must traverse it
+    apt_log = _install_log(settings)
+    apt_log.parent.mkdir(parents=True, exist_ok=True)
+    progress = _Progress(console)
+
+    secrets_ = progress.step("secrets", lambda: ensure_secrets(settings),
+                             lambda s: f"{len(s)} in {stack / 'secrets'}")
+    progress.step("mosquitto: packages", lambda: _mosquitto.install(settings, apt_log),
+                  lambda done: f"installed {' '.join(done)}" if done else "present")
+    progress.step(f"mosquitto: broker on {settings.mqtt_host}:{settings.mqtt_port}",
+                  lambda: _mosquitto.ensure_up(settings, secrets_))
+    progress.step("kafka: jars (Maven)", lambda: _kafka.install(settings, apt_log),
+                  lambda done: f"resolved {_kafka.installed_version(_kafka.paths(settings))}"
+                  if done else "cached")
+    progress.step(f"kafka: KRaft node on {settings.kafka_bootstrap}", lambda: _kafka.ensure_up(settings))
+    progress.step("kafka: topics", lambda: _kafka.ensure_topics(settings),
+                  lambda created: f"created {', '.join(created)}" if created else "all present")
+    progress.step("postgres: packages + TimescaleDB", lambda: _postgres.install(settings, apt_log))
+    progress.step(f"postgres: cluster on {settings.pg_host}:{settings.pg_port}",
+                  lambda: _postgres.ensure_up(settings, secrets_["pg_password"]))
+    return status(settings)
+
+
+def down(settings: Settings, console: Console | None = None) -> dict[str, bool]:
+    """Stop all services (data kept); returns service -> whether it was running."""
+    progress = _Progress(console)
+    stopped: dict[str, bool] = {}
+    # Reverse start order: consumers of Kafka/PG may be the bridge fed by Mosquitto.
+    for name, stop in (("postgres", _postgres.stop), ("kafka", _kafka.stop), ("mosquitto", _mosquitto.stop)):
+        stopped[name] = progress.step(f"{name}: stop", lambda stop=stop: stop(settings),  # type: ignore[misc]
+                                      lambda was: "stopped" if was else "was not running")
+    return stopped
+
+
+def status(settings: Settings) -> list[ServiceStatus]:
+    try:
+        pg_password: str | None = settings.secret("pg_password")
+    except RuntimeError:
+        pg_password = None
+    return [_mosquitto.status(settings), _kafka.status(settings), _postgres.status(settings, pg_password)]
+
+
+def add_devices(settings: Settings, rows: Iterable[tuple[str, str, str]]) -> int:
+    """Add or update device MQTT accounts (device_id, vehicle_id, password) and the vehicle registry.
+
+    Writes mosquitto's password file and ``<stack_dir>/registry.csv``, then reloads a running broker
+    and waits until the new accounts are accepted. Raises DeviceRowError for a bad row.
+    """
+    return _mosquitto.add_devices(settings, rows)

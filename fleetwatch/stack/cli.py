@@ -1,0 +1,126 @@
+"""`fleetwatch stack ...`: up, down, status, logs, smoke and device registration."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from fleetwatch.settings import Settings
+
+from . import SERVICES, ServiceStatus, StackError, add_devices, down, ensure_up, log_path, status
+from ._common import tail
+from ._mosquitto import DeviceRowError, read_devices_csv
+
+console = Console()
+stack_app = typer.Typer(help="The local stack: Mosquitto, Kafka, PostgreSQL + TimescaleDB.",
+                        no_args_is_help=True)
+devices_app = typer.Typer(help="Device MQTT accounts and the vehicle registry.", no_args_is_help=True)
+stack_app.add_typer(devices_app, name="devices")
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {exc}")
+    log = getattr(exc, "log", None)
+    if isinstance(log, Path):
+        for line in tail(log, 15):
+            console.print(f"  [dim]{line}[/]", markup=False, highlight=False)
+    return typer.Exit(1)
+
+
+def _status_table(rows: list[ServiceStatus]) -> Table:
+    table = Table(title="fleetwatch stack")
+    for column in ("service", "state", "port", "version", "data dir", "log"):
+        table.add_column(column)
+    colours = {"running": "green", "stopped": "yellow", "foreign": "red"}
+    for row in rows:
+        pid = f" (pid {row.pid})" if row.pid else ""
+        state = f"[{colours.get(row.state, 'white')}]{row.state}[/]{pid}"
+        table.add_row(row.service, state, str(row.port), row.version, str(row.data_dir), str(row.log))
+    return table
+
+
+@stack_app.command()
+def up() -> None:
+    """Install what is missing, start every service, health-check it (idempotent)."""
+    started = time.monotonic()
+    settings = Settings()
+    try:
+        rows = ensure_up(settings, console)
+    except StackError as exc:
+        raise _fail(exc) from None
+    console.print(_status_table(rows))
+    console.print(f"stack up in {time.monotonic() - started:.1f} s")
+
+
+@stack_app.command("down")
+def down_cmd() -> None:
+    """Stop all services cleanly; data stays in the stack directory."""
+    try:
+        down(Settings(), console)
+    except StackError as exc:
+        raise _fail(exc) from None
+
+
+@stack_app.command("status")
+def status_cmd() -> None:
+    """Each service: state, port, version, data directory and log file."""
+    rows = status(Settings())
+    console.print(_status_table(rows))
+    if any(r.state != "running" for r in rows):
+        raise typer.Exit(3)
+
+
+@stack_app.command()
+def logs(
+    service: Annotated[str, typer.Argument(help=f"one of {', '.join(SERVICES)}, install, timescaledb-build")]
+    = "all",
+    lines: Annotated[int, typer.Option("--lines", "-n", help="how many lines per log")] = 40,
+) -> None:
+    """Print the end of a service's log (or of every service's log)."""
+    settings = Settings()
+    names = SERVICES if service == "all" else (service,)
+    for name in names:
+        try:
+            path = log_path(settings, name)
+        except ValueError as exc:
+            raise _fail(exc) from None
+        console.rule(f"{name}: {path}")
+        for line in tail(path, lines):
+            console.print(line, markup=False, highlight=False)
+
+
+@stack_app.command()
+def smoke() -> None:
+    """One round trip through each service, printing their versions."""
+    from ._smoke import run_smoke
+
+    try:
+        run_smoke(Settings(), console)
+    except StackError as exc:
+        raise _fail(exc) from None
+
+
+@devices_app.command("add")
+def devices_add(
+    file: Annotated[Path, typer.Argument(help="CSV with header device_id,vehicle_id,password", exists=True,
+                                         dir_okay=False)],
+) -> None:
+    """Add or update device accounts (MQTT password file + registry) and reload the broker."""
+    settings = Settings()
+    try:
+        rows = read_devices_csv(file)
+        started = time.monotonic()
+        count = add_devices(settings, rows)
+    except (DeviceRowError, StackError) as exc:
+        raise _fail(exc) from None
+    console.print(f"[green]✓[/] {count} device account(s) from {file} in {time.monotonic() - started:.1f} s; "
+                  f"registry: {settings.stack_dir.resolve() / 'registry.csv'}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(stack_app, name="stack")
