@@ -32,6 +32,13 @@ def _fail(exc: Exception) -> typer.Exit:
     return typer.Exit(1)
 
 
+def _short(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def _status_table(rows: list[ServiceStatus]) -> Table:
     table = Table(title="fleetwatch stack")
     for column in ("service", "state", "port", "version", "data dir", "log"):
@@ -40,7 +47,7 @@ def _status_table(rows: list[ServiceStatus]) -> Table:
     for row in rows:
         pid = f" (pid {row.pid})" if row.pid else ""
         state = f"[{colours.get(row.state, 'white')}]{row.state}[/]{pid}"
-        table.add_row(row.service, state, str(row.port), row.version, str(row.data_dir), str(row.log))
+        table.add_row(row.service, state, str(row.port), row.version, _short(row.data_dir), _short(row.log))
     return table
 
 
