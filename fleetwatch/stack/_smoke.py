@@ -131,7 +131,9 @@ def run_smoke(settings: Settings, console: Console) -> None:
                   f"produce acks=all idempotent -> consume ({SMOKE_TOPIC})", f"{kafka_s * 1000:.0f} ms")
     pg_s, buckets = postgres_round_trip(settings)
     v = _postgres.versions(settings, settings.secret("pg_password"))
-    table.add_row("TimescaleDB", f"{v['timescaledb']} (edition: {v['edition']}) on PostgreSQL {v['postgres']}",
-                  f"hypertable insert 10 rows -> time_bucket 5 min: {buckets} buckets", f"{pg_s * 1000:.0f} ms")
+    ts_version = f"{v['timescaledb']} (edition: {v['edition']}) on PostgreSQL {v['postgres']}"
+    table.add_row("TimescaleDB", ts_version,
+                  f"hypertable insert 10 rows -> time_bucket 5 min: {buckets} buckets",
+                  f"{pg_s * 1000:.0f} ms")
     console.print(table)
     console.print("[green]smoke: all three services round-tripped[/]")

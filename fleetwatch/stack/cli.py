@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -16,7 +17,8 @@ from . import SERVICES, ServiceStatus, StackError, add_devices, down, ensure_up,
 from ._common import tail
 from ._mosquitto import DeviceRowError, read_devices_csv
 
-console = Console()
+# Piped output (CI logs) would otherwise be cut to 80 columns and lose the paths.
+console = Console(width=None if sys.stdout.isatty() else 150)
 stack_app = typer.Typer(help="The local stack: Mosquitto, Kafka, PostgreSQL + TimescaleDB.",
                         no_args_is_help=True)
 devices_app = typer.Typer(help="Device MQTT accounts and the vehicle registry.", no_args_is_help=True)
@@ -42,7 +44,7 @@ def _short(path: Path) -> str:
 def _status_table(rows: list[ServiceStatus]) -> Table:
     table = Table(title="fleetwatch stack")
     for column in ("service", "state", "port", "version", "data dir", "log"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     colours = {"running": "green", "stopped": "yellow", "foreign": "red"}
     for row in rows:
         pid = f" (pid {row.pid})" if row.pid else ""
