@@ -25,6 +25,7 @@ __all__ = [
     "down",
     "ensure_up",
     "log_path",
+    "remove_devices",
     "status",
 ]
 
@@ -125,3 +126,8 @@ def add_devices(settings: Settings, rows: Iterable[tuple[str, str, str]]) -> int
     and waits until the new accounts are accepted. Raises DeviceRowError for a bad row.
     """
     return _mosquitto.add_devices(settings, rows)
+
+
+def remove_devices(settings: Settings, device_ids: Iterable[str]) -> int:
+    """Remove device MQTT accounts and their registry rows (e.g. test devices); returns how many existed."""
+    return _mosquitto.remove_devices(settings, device_ids)

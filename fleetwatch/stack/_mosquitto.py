@@ -345,6 +345,24 @@ def add_devices(settings: Settings, rows: Iterable[tuple[str, str, str]]) -> int
     return len(devices)
 
 
+def remove_devices(settings: Settings, device_ids: Iterable[str]) -> int:
+    """Drop device accounts and their registry rows; reload a running broker. Returns how many existed."""
+    p = paths(settings)
+    reserved = {settings.mqtt_bridge_user, settings.mqtt_notifier_user, settings.mqtt_admin_user}
+    entries = parse_passwd(p.passwd.read_text()) if p.passwd.exists() else {}
+    registry = read_registry(p.registry)
+    removed = 0
+    for device_id in device_ids:
+        if device_id in reserved:
+            raise DeviceRowError(0, "device_id", device_id, "service accounts cannot be removed")
+        removed += int(entries.pop(device_id, None) is not None)
+        registry.pop(device_id, None)
+    _write_private(p.passwd, format_passwd(entries))
+    write_if_changed(p.registry, format_registry(registry))
+    reload(settings)
+    return removed
+
+
 def status(settings: Settings) -> ServiceStatus:
     p = paths(settings)
     pid = read_pid(p.pid)
