@@ -98,8 +98,11 @@ def end_offsets(settings: Settings, topic: str, timeout_s: float = 10.0) -> dict
         consumer.close()
 
 
-def read_topic(settings: Settings, topic: str, *, timeout_s: float = 30.0) -> Iterator[ConsumerRecord]:
-    """Every record of ``topic`` from the beginning up to the end offsets seen at call time.
+def read_topic(
+    settings: Settings, topic: str, *, since: dict[int, int] | None = None, timeout_s: float = 30.0
+) -> Iterator[ConsumerRecord]:
+    """Every record of ``topic`` from the beginning (or the offsets ``since``, partition -> offset,
+    e.g. an earlier `end_offsets`) up to the end offsets seen at call time.
 
     No consumer group, no commits: for audits, tests and tools that need a whole snapshot.
     Within a partition records come in offset order.
@@ -108,11 +111,16 @@ def read_topic(settings: Settings, topic: str, *, timeout_s: float = 30.0) -> It
     try:
         parts = _partitions(consumer, topic, timeout_s)
         ends = consumer.end_offsets(parts)
-        todo = {tp: end for tp, end in ends.items() if end > 0}
+        starts = {tp: (since or {}).get(tp.partition, 0) for tp in parts}
+        todo = {tp: end for tp, end in ends.items() if end > starts[tp]}
         if not todo:
             return
         consumer.assign(list(todo))
-        consumer.seek_to_beginning(*todo)
+        for tp in todo:
+            if starts[tp] > 0:
+                consumer.seek(tp, starts[tp])
+            else:
+                consumer.seek_to_beginning(tp)
         deadline = time.monotonic() + timeout_s
         while todo:
             if time.monotonic() > deadline:

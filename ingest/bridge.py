@@ -296,6 +296,7 @@ class Bridge:
 
     def _ack(self, mid: int, qos: int) -> None:
         self._client.ack(mid, qos)
+        self.metrics.inc("acked")
 
     # ------------------------------------------------------------------ Kafka side
 
