@@ -27,7 +27,7 @@ import copy
 import heapq
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from fleetwatch.records import AlertType, Fix, Trip
 from streams.core.context import Context, VehicleContext
@@ -37,6 +37,8 @@ from streams.core.events import Event, EventKind, alert_event, trip_event
 
 #: The stage order, declared once (names for docs, logs and the CLI summary).
 STAGES: tuple[str, ...] = ("dedup", "reorder", "enrich", "detect", "exempt")
+
+_BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -122,7 +124,10 @@ def _release(
 
 def _apply(st: VehicleState, fix: Fix, vc: VehicleContext, ctx: Context) -> list[Event]:
     """enrich -> detect -> exempt for one released fix, recording what it produced."""
-    if not st.snapshots or (fix.ts - st.snapshots[-1].ts).total_seconds() >= ctx.snapshot_every_seconds:
+    if not st.snapshots:
+        # The empty state before the first fix: a late fix older than everything replays from it.
+        st.snapshots.append(Snapshot(st.hist_base, _BEGINNING, copy.deepcopy(st.det)))
+    elif (fix.ts - st.snapshots[-1].ts).total_seconds() >= ctx.snapshot_every_seconds:
         index = st.hist_base + len(st.history)
         st.snapshots.append(Snapshot(index, fix.ts, copy.deepcopy(st.det)))
     st.history.append(fix)

@@ -184,7 +184,7 @@ def test_order_whose_area_contains_the_place_exempts_the_visit(rules: Rules) -> 
     assert any(d["order_id"] == "o-5" for d in result.exempted.values())
 
 
-# ---------------------------------------------------------------------------------- depot, speed, offline, power
+# ------------------------------------------------------------------- depot, speed, offline, power
 
 
 def test_parked_away_from_depot_at_two_am_alerts_once(rules: Rules) -> None:
