@@ -383,8 +383,9 @@ def _visit_alert(v: VisitState, vc: VehicleContext, departure: datetime | None, 
 def _end_visit(st: DetectorState, vc: VehicleContext, out: Output, departure: datetime | None) -> None:
     v = st.visit
     if v.zone_id is not None and v.arrival is not None and v.last_ts is not None:
+        # Dwell is what the fixes prove: arrival to the last stationary fix in the zone.
         until = departure or v.last_ts
-        if _secs(v.arrival, until) >= vc.settings.dwell_min_seconds:
+        if _secs(v.arrival, v.last_ts) >= vc.settings.dwell_min_seconds:
             alert = _visit_alert(v, vc, until, until)
             out.append(Candidate(alert, final=True, points=((v.lat, v.lon),)))
     st.visit = VisitState()
