@@ -87,15 +87,21 @@ def apply_faults(
             held[j] = max(held.get(j, 0.0), release)
             j += 1
     for idx, m in enumerate(messages):
+        # a backlog upload is already as late as it can be; delaying it further would push it
+        # past the reorder window, so its faults keep it in place
+        backlog = m.emit > m.t
         emit = max(m.emit, held.get(idx, m.emit))
-        if cfg.reorder and rng.random() < cfg.reorder:
+        reordered = cfg.reorder and rng.random() < cfg.reorder
+        if reordered and not backlog:
             # overtaken by the next one to three messages
             emit += rng.uniform(10.0, 30.0)
         out.append(Message(emit, m.t, m.seq, m.payload, m.kind))
         if cfg.duplicates and rng.random() < cfg.duplicates:
-            out.append(Message(emit + rng.uniform(0.5, 20.0), m.t, m.seq, m.payload, "duplicate"))
+            again = 0.0 if backlog else rng.uniform(0.5, 20.0)
+            out.append(Message(emit + again, m.t, m.seq, m.payload, "duplicate"))
         if cfg.malformed and rng.random() < cfg.malformed:
             kind = rng.choice(MALFORMED_KINDS)
             out.append(Message(emit + 0.25, m.t, -1, corrupt(m.payload, kind), "malformed"))
-    out.sort(key=lambda m: m.emit)  # stable: equal emit keeps the terminal's order
+    # a burst sent at one instant goes oldest first; ties keep the terminal's order (stable)
+    out.sort(key=lambda m: (m.emit, m.t))
     return out

@@ -417,7 +417,7 @@ def _outage(ctx: Ctx, upload: bool, day: date | None) -> Run:
     after = next(s for s in run.samples if s.t > hi)
     if upload:
         for s in gap:
-            s.emit = after.t  # the whole backlog goes out on reconnect, before any newer fix
+            s.emit = after.t - 1  # the whole backlog goes out on reconnect, before any newer fix
         run.no_alert = [ctx.expect_none("offline", lo, after.t, "offline 20 min, backlog uploaded late")]
     else:
         run.received = [s for s in run.samples if not lo < s.t <= hi]
