@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -41,7 +42,7 @@ class WorkCalendar:
             if day in schedule.workdays:
                 return True
         try:
-            return bool(chinese_calendar.is_workday(day))
+            return _package_is_workday(day)
         except NotImplementedError:
             if schedule is not None:
                 return day.weekday() < 5
@@ -56,6 +57,12 @@ class WorkCalendar:
         except CalendarError:
             return False
         return True
+
+
+@functools.lru_cache(maxsize=8192)
+def _package_is_workday(day: date) -> bool:
+    # chinese_calendar re-derives its covered range on every call; a day's answer never changes.
+    return bool(chinese_calendar.is_workday(day))
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ class Context:
     #: How far back a late fix can still be re-evaluated (event time, seconds).
     late_horizon_seconds: float = 3 * 3600.0
     #: How often (event time) a vehicle's detector state is checkpointed for re-evaluation.
-    snapshot_every_seconds: float = 600.0
+    snapshot_every_seconds: float = 1200.0
     _vehicles: dict[str, VehicleContext] = field(default_factory=dict)
 
     def vehicle(self, vehicle_id: str) -> VehicleContext:

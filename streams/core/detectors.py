@@ -8,7 +8,7 @@ An alert's span follows docs/world-format.md ("What each alert type means").
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -118,6 +118,21 @@ class DetectorState:
     power_cut: EpisodeState = field(default_factory=EpisodeState)
     #: alert ids emitted while still open, so a later exemption can retract them
     open_alerts: set[str] = field(default_factory=set)
+
+    def clone(self) -> DetectorState:
+        """An independent copy (checkpoints for re-evaluation); cheaper than deepcopy."""
+        x = self.excursion
+        return DetectorState(
+            last_ts=self.last_ts,
+            last_acc=self.last_acc,
+            last_valid=self.last_valid,
+            trip=replace(self.trip),
+            excursion=replace(x, points=list(x.points)),
+            visit=replace(self.visit),
+            overspeed=replace(self.overspeed),
+            power_cut=replace(self.power_cut),
+            open_alerts=set(self.open_alerts),
+        )
 
 
 def _alert(

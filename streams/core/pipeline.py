@@ -23,7 +23,6 @@ can store it in a table between fixes.
 
 from __future__ import annotations
 
-import copy
 import heapq
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -126,10 +125,10 @@ def _apply(st: VehicleState, fix: Fix, vc: VehicleContext, ctx: Context) -> list
     """enrich -> detect -> exempt for one released fix, recording what it produced."""
     if not st.snapshots:
         # The empty state before the first fix: a late fix older than everything replays from it.
-        st.snapshots.append(Snapshot(st.hist_base, _BEGINNING, copy.deepcopy(st.det)))
+        st.snapshots.append(Snapshot(st.hist_base, _BEGINNING, st.det.clone()))
     elif (fix.ts - st.snapshots[-1].ts).total_seconds() >= ctx.snapshot_every_seconds:
         index = st.hist_base + len(st.history)
-        st.snapshots.append(Snapshot(index, fix.ts, copy.deepcopy(st.det)))
+        st.snapshots.append(Snapshot(index, fix.ts, st.det.clone()))
     st.history.append(fix)
     index = st.hist_base + len(st.history) - 1
     ef = enrich(fix, vc, st.det.last_valid)
@@ -166,7 +165,7 @@ def _late(st: VehicleState, fix: Fix, vc: VehicleContext, ctx: Context) -> list[
     st.history = st.history[:start]
     st.snapshots = st.snapshots[:k]
     st.emitted = [(i, e) for i, e in st.emitted if i < snap.index]
-    st.det = copy.deepcopy(snap.det)
+    st.det = snap.det.clone()
     new_events: list[Event] = []
     for f in replay:
         new_events.extend(_apply(st, f, vc, ctx))

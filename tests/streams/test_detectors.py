@@ -275,3 +275,38 @@ def test_fix_older_than_the_horizon_is_reported_not_dropped(rules: Rules) -> Non
     assert late.kind is EventKind.LATE_FIX
     assert "horizon" in late.detail["reason"]
     assert state.unapplied == 1
+
+
+# ------------------------------------------------------------------------- state, calendar, CLI
+
+
+def test_state_pickles_mid_run_and_continues_identically(rules: Rules) -> None:
+    import pickle
+
+    from streams.core import DetectionResult, flush
+
+    fixes = drive("2026-03-07 10:00:00", *HOME, minutes=10) + park("2026-03-07 10:10:30", *GOLF, minutes=20)
+    straight = run(rules, fixes)
+    ctx = context(rules)
+    result = DetectionResult()
+    state = None
+    for i, f in enumerate(fixes):
+        if i == len(fixes) // 2:
+            assert state is not None
+            assert state.det.clone() == state.det
+            state = pickle.loads(pickle.dumps(state))
+        state, events = process(state, f, ctx)
+        result.apply(events)
+    assert state is not None
+    result.apply(flush(state, ctx))
+    assert [a.to_dict() for a in result.sorted_alerts()] == [a.to_dict() for a in straight.sorted_alerts()]
+    assert len(straight.alerts) == 2  # off_hours + private_destination
+
+
+def test_a_fix_in_a_year_the_calendar_does_not_cover_is_an_error(rules: Rules) -> None:
+    import pytest
+
+    from geofence import CalendarError
+
+    with pytest.raises(CalendarError, match="2027"):
+        process(None, fix("2027-03-03 10:00:00", *HOME), context(rules))
