@@ -1,0 +1,258 @@
+"""Bridge throughput (QoS 1, PUBACK after Kafka) vs `mosquitto_sub | kcat -P` in the same run.
+
+Both sides drain the same kind of backlog: N fixes are published while the consumer's
+persistent session is offline (Mosquitto queues them), then the consumer starts and we time
+how fast the records appear in its own Kafka topic. Draining a backlog measures the
+consumer, not the publisher. The baseline has no delivery guarantee: mosquitto_sub
+acknowledges each message as soon as it has it, and kcat batches without telling anyone.
+
+    .venv/bin/python bench/bench_ingest.py [--fixes 40000] [--devices 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+from kafka import TopicPartition
+from rich.console import Console
+from rich.table import Table
+
+from fleetwatch.kafka_io import create_topic, delete_topic, make_consumer
+from fleetwatch.settings import Settings
+from fleetwatch.stack import add_devices, ensure_up
+
+console = Console()
+FLEETWATCH = str(Path(sys.executable).with_name("fleetwatch"))
+
+
+def fixes(device_id: str, vehicle_id: str, start_seq: int, n: int) -> bytes:
+    base = datetime.now(UTC) - timedelta(minutes=10)
+    lines = []
+    for i in range(n):
+        seq = start_seq + i
+        fix = {
+            "v": 1, "device_id": device_id, "vehicle_id": vehicle_id,
+            "ts": (base + timedelta(milliseconds=seq)).isoformat(),
+            "lat": 32.04 + seq * 1e-6, "lon": 118.78, "speed_kmh": 40.0, "heading": 90,
+            "acc": True, "seq": seq,
+        }  # fmt: skip
+        lines.append(orjson.dumps(fix))
+    return b"\n".join(lines) + b"\n"
+
+
+def publish_backlog(
+    settings: Settings, devices: list[tuple[str, str, str]], per_device: int, start_seq: int
+) -> float:
+    """Every device publishes ``per_device`` fixes at QoS 1 (one mosquitto_pub each); returns fixes/s."""
+    started = time.monotonic()
+    procs = []
+    for device_id, vehicle_id, password in devices:
+        argv = ["mosquitto_pub", "-V", "5", "-q", "1", "-h", settings.mqtt_host,
+                "-p", str(settings.mqtt_port), "-u", device_id, "-P", password,
+                "-t", settings.telemetry_topic(device_id), "-l"]  # fmt: skip
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE)
+        procs.append((proc, fixes(device_id, vehicle_id, start_seq, per_device)))
+    for proc, data in procs:
+        proc.communicate(data, timeout=300)
+        if proc.returncode != 0:
+            raise RuntimeError(f"mosquitto_pub exited with {proc.returncode}")
+    return per_device * len(devices) / (time.monotonic() - started)
+
+
+class TopicCounter:
+    """Sum of a topic's end offsets, polled cheaply through one consumer."""
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        self.consumer = make_consumer(settings, group_id=None)
+        parts = None
+        while not parts:
+            parts = self.consumer.partitions_for_topic(topic)
+        self.parts = [TopicPartition(topic, p) for p in parts]
+
+    def count(self) -> int:
+        return sum(self.consumer.end_offsets(self.parts).values())
+
+    def time_drain(
+        self,
+        n: int,
+        finished: Callable[[], bool] = lambda: False,
+        started_at: float | None = None,
+        timeout_s: float = 600,
+    ) -> tuple[float, float]:
+        """Wait until ``n`` records are in (or the producer ``finished``); returns (span s, records/s).
+
+        The span runs from ``started_at`` if given, else from the first record seen (so a
+        process's start-up, e.g. Python imports, is not counted as transfer time).
+        """
+        deadline = time.monotonic() + timeout_s
+        first_at = first_count = None
+        while True:
+            was_finished = finished()
+            got = self.count()
+            now = time.monotonic()
+            if first_at is None and got > 0:
+                first_at, first_count = now, got
+            if got >= n or (was_finished and got > 0):
+                assert first_at is not None and first_count is not None
+                if started_at is not None:
+                    span = max(now - started_at, 1e-3)
+                    return span, got / span
+                span = max(now - first_at, 1e-3)
+                return span, (got - first_count) / span if got > first_count else got / span
+            if now > deadline:
+                raise TimeoutError(f"only {got} of {n} records after {timeout_s} s")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def run_baseline(
+    settings: Settings, devices: list[tuple[str, str, str]], per_device: int, topic: str, tag: str
+) -> tuple[float, float]:
+    client_id = f"bench-base-{tag}"
+    password = settings.secret("mqtt_bridge_password")
+    sub = ["mosquitto_sub", "-V", "5", "-q", "1", "-h", settings.mqtt_host, "-p", str(settings.mqtt_port),
+           "-u", settings.mqtt_bridge_user, "-P", password,
+           "-t", f"{settings.mqtt_topic_prefix}/+"]  # fmt: skip
+    # Create the persistent session (subscription), leave, let the backlog queue up.
+    subprocess.run(
+        [*sub, "-c", "-i", client_id, "-x", "600", "-W", "1"], stdout=subprocess.DEVNULL, check=False
+    )
+    rate_pub = publish_backlog(settings, devices, per_device, 0)
+    console.print(f"baseline backlog published ({rate_pub:,.0f} fixes/s)")
+    counter = TopicCounter(settings, topic)
+    # kcat -P only flushes a partly filled stdin buffer at EOF, so mosquitto_sub stops after the
+    # backlog (-C); line-buffered so nothing waits in mosquitto_sub's stdio buffer either.
+    total = per_device * len(devices)
+    # kcat emits in large bursts, so "first record seen" would flatter it: time from launch.
+    started_at = time.monotonic()
+    mq = subprocess.Popen(
+        ["stdbuf", "-oL", *sub, "-c", "-i", client_id, "-x", "600", "-C", str(total)], stdout=subprocess.PIPE
+    )
+    kc = subprocess.Popen(["kcat", "-P", "-b", settings.kafka_bootstrap, "-t", topic], stdin=mq.stdout)
+    assert mq.stdout is not None
+    mq.stdout.close()
+    try:
+        return counter.time_drain(total, finished=lambda: kc.poll() is not None, started_at=started_at)
+    finally:
+        mq.send_signal(signal.SIGTERM)
+        mq.wait(10)
+        kc.wait(30)
+        counter.close()
+        # End the session so nothing keeps queueing for it.
+        subprocess.run([*sub, "-i", client_id, "-x", "0", "-W", "1"], stdout=subprocess.DEVNULL, check=False)
+
+
+def run_bridge(
+    settings: Settings,
+    devices: list[tuple[str, str, str]],
+    per_device: int,
+    topic: str,
+    dlq: str,
+    tag: str,
+    log: Path,
+) -> tuple[float, float]:
+    argv = [FLEETWATCH, "ingest", "--instance", f"bench-{tag}", "--share-group", f"bench-{tag}",
+            "--topic", topic, "--dlq-topic", dlq, "--log-interval", "0",
+            "--session-expiry", "600"]  # fmt: skip
+
+    def start(extra: list[str]) -> subprocess.Popen[bytes]:
+        with log.open("ab") as fh:
+            proc = subprocess.Popen([*argv, *extra], stdout=fh, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while "bridge running" not in log.read_text(errors="replace").split("=== start")[-1]:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"bridge did not start; log: {log}")
+            time.sleep(0.1)
+        return proc
+
+    def stop(proc: subprocess.Popen[bytes]) -> None:
+        proc.send_signal(signal.SIGTERM)
+        if proc.wait(60) != 0:
+            raise RuntimeError(f"bridge exited with {proc.returncode}; log: {log}")
+
+    log.write_text("=== start (create session)\n")
+    stop(start([]))  # session + shared subscription exist; messages now queue for it
+    rate_pub = publish_backlog(settings, devices, per_device, per_device)
+    console.print(f"bridge backlog published ({rate_pub:,.0f} fixes/s)")
+    counter = TopicCounter(settings, topic)
+    with log.open("a") as fh:
+        fh.write("=== start (drain)\n")
+    proc = start(["--leave"])
+    try:
+        return counter.time_drain(per_device * len(devices))
+    finally:
+        stop(proc)
+        counter.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fixes", type=int, default=40_000, help="fixes per side (default 40000)")
+    parser.add_argument("--devices", type=int, default=20, help="publishing devices (default 20)")
+    args = parser.parse_args()
+    for tool in ("mosquitto_pub", "mosquitto_sub", "kcat"):
+        if shutil.which(tool) is None:
+            sys.exit(
+                f"{tool} is not installed "
+                "(`fleetwatch stack up` installs mosquitto-clients; apt-get install kcat)"
+            )
+    settings = Settings()
+    ensure_up(settings)
+    tag = uuid.uuid4().hex[:8]
+    per_device = max(1, args.fixes // args.devices)
+    devices = [(f"bench-{tag}-{i:03d}", f"苏Y{tag[:6]}{i:03d}", f"pw-{tag}-{i}") for i in range(args.devices)]
+    add_devices(settings, devices)
+    base_topic, bridge_topic, dlq_topic = (f"bench.ingest.{tag}.{s}" for s in ("baseline", "bridge", "dlq"))
+    for name, parts in ((base_topic, 6), (bridge_topic, 6), (dlq_topic, 1)):
+        create_topic(settings, name, parts)
+    log = Path(tempfile.gettempdir()) / f"bench_ingest_{tag}.log"
+    n = per_device * args.devices
+    console.print(
+        f"[bold]bench_ingest[/]: {n:,} fixes from {args.devices} devices per side, "
+        f"run {tag}, cpus={os.cpu_count()}"
+    )
+    try:
+        base_span, base_rate = run_baseline(settings, devices, per_device, base_topic, tag)
+        console.print(f"baseline drained in {base_span:.2f} s")
+        bridge_span, bridge_rate = run_bridge(
+            settings, devices, per_device, bridge_topic, dlq_topic, tag, log
+        )
+        console.print(f"bridge drained in {bridge_span:.2f} s (log {log})")
+    finally:
+        for name in (base_topic, bridge_topic, dlq_topic):
+            delete_topic(settings, name)
+
+    table = Table(title=f"MQTT -> Kafka throughput, {n:,} queued fixes")
+    table.add_column("pipeline")
+    table.add_column("guarantee")
+    table.add_column("fixes/s", justify="right")
+    table.add_column("drain s", justify="right")
+    table.add_row(
+        "mosquitto_sub | kcat -P (baseline)",
+        "none (acked on receipt)",
+        f"{base_rate:,.0f}",
+        f"{base_span:.2f}",
+    )
+    table.add_row(
+        "fleetwatch ingest", "PUBACK after Kafka acks=all", f"{bridge_rate:,.0f}", f"{bridge_span:.2f}"
+    )
+    console.print(table)
+    console.print(f"ratio bridge/baseline = {bridge_rate / base_rate:.2f}")
+
+
+if __name__ == "__main__":
+    main()
