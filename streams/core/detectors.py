@@ -20,6 +20,8 @@ from streams.core.enrich import Enriched
 from streams.core.events import Event, trip_event
 
 POWER_CUT_BIT = 1 << 8  # JT/T 808 alarm bit 8: main power cut
+#: A gap without fixes this long ends a trip even if the vehicle is moving again afterwards.
+TRIP_MAX_GAP_SECONDS = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,8 +167,9 @@ def _stationary(ef: Enriched, vc: VehicleContext) -> bool:
 def detect_trips(st: DetectorState, ef: Enriched, vc: VehicleContext, out: Output) -> None:
     """Trip segmentation: ignition + movement starts a trip; a stop >= stop_seconds ends it.
 
-    A silent terminal (no fixes) after an ignition-off fix is a stop; after an ignition-on fix
-    it is an outage and the trip goes on (the offline detector reports the gap).
+    A silence of stop_seconds after which the vehicle is found standing ends the trip at the
+    last fix before the silence; a silence after which it is still moving is an outage and the
+    trip goes on (the offline detector reports it), unless it lasts TRIP_MAX_GAP_SECONDS.
     """
     if not ef.valid:
         return
@@ -176,6 +179,12 @@ def detect_trips(st: DetectorState, ef: Enriched, vc: VehicleContext, out: Outpu
     moving = not _stationary(ef, vc)
     if t.start_ts is not None and t.stop_ts is not None and _secs(t.stop_ts, fix.ts) >= s.stop_seconds:
         _close_trip(st, vc, out)
+    elif t.start_ts is not None and t.last_ts is not None:
+        gap = _secs(t.last_ts, fix.ts)
+        # Silence, then found standing: it stopped at the last fix we have. Silence for very
+        # long: whatever happened, it is not one trip any more.
+        if (gap >= s.stop_seconds and not moving) or gap >= TRIP_MAX_GAP_SECONDS:
+            _close_trip(st, vc, out)
     if t.start_ts is None:
         if moving:
             _start_trip(t, ef)
