@@ -13,7 +13,7 @@ from rich.console import Console
 from fleetwatch.settings import Settings
 
 from . import _kafka, _mosquitto, _postgres
-from ._common import ServiceStatus, StackError
+from ._common import ServiceStatus, StackError, file_lock
 from ._mosquitto import DeviceRowError
 from ._secrets import ensure_secrets
 
@@ -80,7 +80,14 @@ def ensure_up(settings: Settings, console: Console | None = None) -> list[Servic
     stack.chmod(0o755)  # the postgres/mosquitto OS users must traverse it
     apt_log = _install_log(settings)
     apt_log.parent.mkdir(parents=True, exist_ok=True)
-    progress = _Progress(console)
+    # Parallel test sessions each call ensure_up: one at a time, later ones find everything running.
+    with file_lock(stack / "locks" / "up.lock"):
+        _ensure_up_locked(settings, _Progress(console), apt_log)
+    return status(settings)
+
+
+def _ensure_up_locked(settings: Settings, progress: _Progress, apt_log: Path) -> None:
+    stack = settings.stack_dir.resolve()
 
     secrets_ = progress.step("secrets", lambda: ensure_secrets(settings),
                              lambda s: f"{len(s)} in {stack / 'secrets'}")
@@ -97,7 +104,6 @@ def ensure_up(settings: Settings, console: Console | None = None) -> list[Servic
     progress.step("postgres: packages + TimescaleDB", lambda: _postgres.install(settings, apt_log))
     progress.step(f"postgres: cluster on {settings.pg_host}:{settings.pg_port}",
                   lambda: _postgres.ensure_up(settings, secrets_["pg_password"]))
-    return status(settings)
 
 
 def down(settings: Settings, console: Console | None = None) -> dict[str, bool]:

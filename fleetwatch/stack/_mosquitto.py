@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import hashlib
 import hmac
@@ -23,6 +24,7 @@ from ._common import (
     StackError,
     apt_install,
     chown_to,
+    file_lock,
     is_root,
     pid_alive,
     port_open,
@@ -276,7 +278,8 @@ def ensure_up(settings: Settings, secrets_: dict[str, str]) -> str:
     chown_to(p.data, _OS_USER, recursive=True)
     conf_changed = write_if_changed(p.conf, render_conf(settings, p, as_root))
     acl_changed = _write_private(p.acl, render_acl(settings))
-    pw_changed = _sync_service_accounts(p, service_accounts(settings, secrets_))
+    with _lock(p):
+        pw_changed = _sync_service_accounts(p, service_accounts(settings, secrets_))
     if not p.registry.exists():
         write_if_changed(p.registry, format_registry({}))
 
@@ -322,12 +325,22 @@ def reload(settings: Settings) -> None:
         os.kill(pid, signal.SIGHUP)
 
 
+def _lock(p: Paths) -> contextlib.AbstractContextManager[None]:
+    return file_lock(p.root.parent / "locks" / "mosquitto-accounts.lock")
+
+
 def add_devices(settings: Settings, rows: Iterable[tuple[str, str, str]]) -> int:
     """Add or update device accounts and the registry; reload a running broker. Returns the count."""
     p = paths(settings)
     reserved = (settings.mqtt_bridge_user, settings.mqtt_notifier_user, settings.mqtt_admin_user)
     devices = validate_devices(rows, reserved)
     p.root.mkdir(parents=True, exist_ok=True)
+    with _lock(p):
+        _add_devices_locked(settings, p, devices)
+    return len(devices)
+
+
+def _add_devices_locked(settings: Settings, p: Paths, devices: list[tuple[str, str, str]]) -> None:
     entries = parse_passwd(p.passwd.read_text()) if p.passwd.exists() else {}
     registry = read_registry(p.registry)
     for device_id, vehicle_id, password in devices:
@@ -342,24 +355,26 @@ def add_devices(settings: Settings, rows: Iterable[tuple[str, str, str]]) -> int
         device_id, _, password = devices[-1]
         if not wait_until(lambda: _healthy(settings, device_id, password), 10):
             raise StackError(SERVICE, f"reloaded broker does not accept new device {device_id!r}", p.log)
-    return len(devices)
 
 
 def remove_devices(settings: Settings, device_ids: Iterable[str]) -> int:
     """Drop device accounts and their registry rows; reload a running broker. Returns how many existed."""
     p = paths(settings)
     reserved = {settings.mqtt_bridge_user, settings.mqtt_notifier_user, settings.mqtt_admin_user}
-    entries = parse_passwd(p.passwd.read_text()) if p.passwd.exists() else {}
-    registry = read_registry(p.registry)
-    removed = 0
-    for device_id in device_ids:
+    ids = list(device_ids)
+    for device_id in ids:
         if device_id in reserved:
             raise DeviceRowError(0, "device_id", device_id, "service accounts cannot be removed")
-        removed += int(entries.pop(device_id, None) is not None)
-        registry.pop(device_id, None)
-    _write_private(p.passwd, format_passwd(entries))
-    write_if_changed(p.registry, format_registry(registry))
-    reload(settings)
+    with _lock(p):
+        entries = parse_passwd(p.passwd.read_text()) if p.passwd.exists() else {}
+        registry = read_registry(p.registry)
+        removed = 0
+        for device_id in ids:
+            removed += int(entries.pop(device_id, None) is not None)
+            registry.pop(device_id, None)
+        _write_private(p.passwd, format_passwd(entries))
+        write_if_changed(p.registry, format_registry(registry))
+        reload(settings)
     return removed
 
 

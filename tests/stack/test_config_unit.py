@@ -153,3 +153,28 @@ def test_postgres_bootstrap_sql_quotes_values() -> None:
     assert "ALTER ROLE \"fleet\"\"watch\" WITH LOGIN PASSWORD 'pa''ss';" in server
     assert "WHERE rolname = 'fleet\"watch'" in server
     assert app == "CREATE EXTENSION IF NOT EXISTS timescaledb;\n"
+
+
+def test_concurrent_add_devices_lose_nothing(tmp_path: Path) -> None:
+    """Parallel test sessions register devices at the same time; the file lock keeps every one."""
+    import threading
+
+    from fleetwatch.stack import add_devices, remove_devices
+
+    settings = Settings(stack_dir=tmp_path, mqtt_port=1)  # no broker: file updates only
+
+    def worker(n: int) -> None:
+        add_devices(settings, [(f"d{n}-{i}", f"V{n}-{i}", f"p{n}{i}") for i in range(5)])
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    p = _mosquitto.paths(settings)
+    entries = _mosquitto.parse_passwd(p.passwd.read_text())
+    assert len(entries) == 40
+    assert _mosquitto.verify_password(entries["d3-4"], "p34")
+    assert len(_mosquitto.read_registry(p.registry)) == 40
+    assert remove_devices(settings, ["d3-4", "nope"]) == 1
+    assert "d3-4" not in _mosquitto.read_registry(p.registry)

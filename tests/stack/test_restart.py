@@ -95,7 +95,8 @@ def test_down_then_up_keeps_kafka_postgres_and_queued_mqtt(private_stack: Settin
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True)
     meta = producer.send("restart.test", value=b"before-restart").get(timeout=30)
     producer.close()
-    with psycopg.connect(settings.pg_conninfo, password=settings.secret("pg_password"), autocommit=True) as conn:
+    pg_password = settings.secret("pg_password")
+    with psycopg.connect(settings.pg_conninfo, password=pg_password, autocommit=True) as conn:
         conn.execute("CREATE TABLE kept (ts timestamptz NOT NULL, note text)")
         conn.execute("SELECT create_hypertable('kept', 'ts')")
         conn.execute("INSERT INTO kept VALUES (now(), 'before-restart')")
