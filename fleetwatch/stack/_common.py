@@ -9,6 +9,7 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -111,6 +112,14 @@ def file_lock(path: Path) -> Iterator[None]:
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+def check_traversable(path: Path, service: str, os_user: str) -> None:
+    """The service drops to ``os_user``: every directory above its data must let that user pass."""
+    for parent in path.parents:
+        if parent.exists() and not parent.stat().st_mode & stat.S_IXOTH:
+            raise StackError(service, f"{parent} is not traversable by the {os_user} OS user: "
+                             f"`chmod o+x {parent}` or set FLEETWATCH_STACK_DIR elsewhere")
 
 
 def port_open(host: str, port: int, timeout: float = 0.3) -> bool:

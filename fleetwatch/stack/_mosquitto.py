@@ -23,6 +23,7 @@ from ._common import (
     ServiceStatus,
     StackError,
     apt_install,
+    check_traversable,
     chown_to,
     file_lock,
     is_root,
@@ -274,6 +275,8 @@ def ensure_up(settings: Settings, secrets_: dict[str, str]) -> str:
     for d in (p.root, p.data, p.log.parent):
         d.mkdir(parents=True, exist_ok=True)
     as_root = is_root()
+    if as_root:
+        check_traversable(p.root, SERVICE, _OS_USER)
     chown_to(p.root, _OS_USER)
     chown_to(p.data, _OS_USER, recursive=True)
     conf_changed = write_if_changed(p.conf, render_conf(settings, p, as_root))

@@ -16,6 +16,7 @@ from ._common import (
     StackError,
     apt_install,
     apt_update,
+    check_traversable,
     chown_to,
     is_root,
     port_open,
@@ -181,6 +182,8 @@ def _postmaster_pid(p: Paths) -> int | None:
 
 
 def _init_cluster(settings: Settings, p: Paths) -> bool:
+    if is_root():
+        check_traversable(p.root, SERVICE, _OS_USER)
     p.root.mkdir(parents=True, exist_ok=True)
     p.socket_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(p.root, 0o700)

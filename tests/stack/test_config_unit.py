@@ -178,3 +178,13 @@ def test_concurrent_add_devices_lose_nothing(tmp_path: Path) -> None:
     assert len(_mosquitto.read_registry(p.registry)) == 40
     assert remove_devices(settings, ["d3-4", "nope"]) == 1
     assert "d3-4" not in _mosquitto.read_registry(p.registry)
+
+
+def test_untraversable_parent_is_named(tmp_path: Path) -> None:
+    from fleetwatch.stack._common import StackError, check_traversable
+
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o700)
+    with pytest.raises(StackError, match=f"{locked} is not traversable by the postgres OS user"):
+        check_traversable(locked / ".stack" / "pg", "postgres", "postgres")
+    check_traversable(Path("/tmp/x/.stack/pg"), "postgres", "postgres")  # /tmp is world-traversable
