@@ -57,16 +57,15 @@ class OrderBook:
     def place_exemption(
         self, vehicle_id: str, start: datetime, end: datetime, points: Iterable[tuple[float, float]]
     ) -> DispatchOrder | None:
-        """An approved order overlapping [start, end] whose destination area contains any point."""
-        candidates = [e for e in self._entries(vehicle_id, start, end) if e.area is not None]
-        if not candidates:
+        """An approved order overlapping [start, end] whose destination area contains every point
+        (docs/world-format.md: "whose destination_area contains those positions")."""
+        pts = [Point(lon, lat) for lat, lon in points]
+        if not pts:
             return None
-        for lat, lon in points:
-            p = Point(lon, lat)
-            for entry in candidates:
-                assert entry.area is not None
-                if entry.area.intersects(p):
-                    return entry.order
+        for entry in self._entries(vehicle_id, start, end):
+            area = entry.area
+            if area is not None and all(area.intersects(p) for p in pts):
+                return entry.order
         return None
 
     def _entries(self, vehicle_id: str, start: datetime, end: datetime) -> list[_Entry]:

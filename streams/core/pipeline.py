@@ -211,7 +211,8 @@ def exempt(det: DetectorState, out: Output, vc: VehicleContext) -> list[Event]:
     """Turn detector output into events, applying order exemptions.
 
     off_hours: an approved order covering the whole trip. out_of_area / private_destination: an
-    approved order overlapping the span whose destination area contains a position of it.
+    approved order overlapping the span whose destination area contains its positions (all the
+    fixes beyond the buffer of an excursion; the place of a visit).
     depot_night (our extension): an approved order spanning the check instant (away on duty).
     Open (unfinished) candidates that an order could still exempt are held back until final.
     """
