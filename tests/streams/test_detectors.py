@@ -147,7 +147,7 @@ def test_a_single_fix_outside_is_not_an_excursion(rules: Rules) -> None:
 
 def test_order_with_destination_area_exempts_the_excursion(rules: Rules) -> None:
     out = drive("2026-03-02 10:00:00", 32.05, 118.97, minutes=15, speed=40)  # to ~119.07
-    area = square(32.05, 119.05, 0.03)  # contains every position beyond the buffer
+    area = square(32.05, 119.04, 0.045)  # contains every position beyond the buffer
     ok = order("o-3", "2026-03-02 09:00:00", "2026-03-02 12:00:00", area)
     assert not of_type(run(rules, out, [ok]), AlertType.OUT_OF_AREA)
     # An area around the destination only does not cover the excursion's other positions.
