@@ -24,6 +24,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from http.server import ThreadingHTTPServer
 
 import paho.mqtt.client as mqtt
 from kafka import KafkaProducer
@@ -110,7 +111,7 @@ class Bridge:
         self._producer: KafkaProducer | None = None
         self._worker: threading.Thread | None = None
         self._reporter: threading.Thread | None = None
-        self._metrics_server = None
+        self._metrics_server: ThreadingHTTPServer | None = None
         self._client = self._make_client()
         self.metrics.gauge("in_flight", "received messages not yet acknowledged", lambda: len(self.window))
         self.metrics.gauge("queued", "received messages waiting for the Kafka worker", self._queue.qsize)
@@ -149,7 +150,7 @@ class Bridge:
         if self.config.log_interval_s > 0:
             self._reporter = threading.Thread(target=self._report_loop, name="ingest-report", daemon=True)
             self._reporter.start()
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self.config.session_expiry_s
         props.ReceiveMaximum = self.config.receive_maximum
         self._client.connect_async(
@@ -190,7 +191,7 @@ class Bridge:
             )
         props = None
         if leave:
-            props = Properties(PacketTypes.DISCONNECT)
+            props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = 0
         self._client.disconnect(properties=props)
         self._client.loop_stop()
@@ -292,7 +293,7 @@ class Bridge:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = msg._topic.decode("utf-8", "replace")  # rejected as bad_topic below
-        self._queue.put(_Work(ticket, topic, msg.payload, datetime.now(UTC)))
+        self._queue.put(_Work(ticket, topic, bytes(msg.payload), datetime.now(UTC)))
 
     def _ack(self, mid: int, qos: int) -> None:
         self._client.ack(mid, qos)
