@@ -163,7 +163,7 @@ def _late(st: VehicleState, fix: Fix, vc: VehicleContext, ctx: Context) -> list[
     replay = sorted([*st.history[start:], fix], key=lambda f: (f.ts, f.device_id, f.seq))
     old = _final_by_key(e for i, e in st.emitted if i >= snap.index)
     st.history = st.history[:start]
-    st.snapshots = st.snapshots[:k]
+    st.snapshots = st.snapshots[: k + 1]  # keep the checkpoint itself (its ts bounds later replays)
     st.emitted = [(i, e) for i, e in st.emitted if i < snap.index]
     st.det = snap.det.clone()
     new_events: list[Event] = []

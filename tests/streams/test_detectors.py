@@ -313,3 +313,34 @@ def test_a_fix_in_a_year_the_calendar_does_not_cover_is_an_error(rules: Rules) -
 
     with pytest.raises(CalendarError, match="2027"):
         process(None, fix("2027-03-03 10:00:00", *HOME), context(rules))
+
+
+def test_flush_until_releases_held_fixes_for_an_idle_vehicle(rules: Rules) -> None:
+    from streams.core import flush
+
+    ctx = context(rules)
+    state = None
+    fixes = drive("2026-03-07 10:00:00", *HOME, minutes=10) + park("2026-03-07 10:10:30", *GOLF, minutes=6)
+    for f in fixes:
+        state, _ = process(state, f, ctx)
+    assert state is not None and state.buffer  # the last 10 min wait for the watermark
+    events = flush(state, ctx, until=ts("2026-03-07 10:20:00"))
+    assert not state.buffer
+    assert [e.kind for e in events if e.kind is EventKind.TRIP] == [EventKind.TRIP]
+
+
+def test_late_fix_that_moves_a_trip_start_retracts_the_old_trip(rules: Rules) -> None:
+    ctx = context(rules)
+    state = None
+    first = fix("2026-03-02 09:59:30", *HOME)  # arrives 40 min late, before the trip's first fix
+    fixes = drive("2026-03-02 10:00:00", *HOME, minutes=10) + park(
+        "2026-03-02 10:10:30", 32.0, 118.77, minutes=30
+    )
+    seen = []
+    for f in [*fixes, first]:
+        state, events = process(state, f, ctx)
+        seen.extend(events)
+    trips = [e for e in seen if e.kind is EventKind.TRIP]
+    retracts = [e for e in seen if e.kind is EventKind.RETRACT]
+    assert [t.record.start for t in trips] == [ts("2026-03-02 10:00:00"), ts("2026-03-02 09:59:30")]  # type: ignore[union-attr]
+    assert [r.key for r in retracts] == [trips[0].key]
