@@ -68,6 +68,9 @@ class BridgeConfig:
     #: Prometheus endpoint port; None disables it, 0 picks a free port.
     metrics_port: int | None = None
     log_interval_s: float = 10.0
+    #: How long the producer itself retries a record before its future fails and the bridge
+    #: re-sends it (kafka-python's delivery_timeout_ms).
+    delivery_timeout_s: float = 120.0
     retry_initial_s: float = 0.5
     retry_max_s: float = 10.0
     drain_timeout_s: float = 30.0
@@ -98,7 +101,9 @@ class Bridge:
         self.registry = registry or Registry(settings.stack_dir / "registry.csv")
         self.metrics = Metrics(self.config.instance)
         self.window = InFlightWindow()
-        self._queue: queue.Queue[_Work] = queue.Queue()
+        # QoS 1 traffic is already bounded by Receive Maximum; the bound here also holds QoS 0
+        # floods back (paho's thread blocks, TCP pushes back on the broker).
+        self._queue: queue.Queue[_Work] = queue.Queue(maxsize=2 * self.config.receive_maximum)
         self._retries: list[tuple[float, int, _Work]] = []
         self._retry_seq = itertools.count()
         self._retry_lock = threading.Lock()
@@ -183,7 +188,10 @@ class Bridge:
         self._stopping.set()
         drained = self.window.wait_empty(self.config.drain_timeout_s)
         if self._producer is not None:
-            self._producer.flush(timeout=self.config.drain_timeout_s)
+            try:
+                self._producer.flush(timeout=self.config.drain_timeout_s)
+            except Exception as exc:  # Kafka still away: what is unacked gets redelivered
+                log.warning("shutdown: producer flush failed (%s)", exc)
         drained = self.window.wait_empty(1.0) and drained
         if not drained:
             log.warning(
@@ -305,7 +313,14 @@ class Bridge:
         delay = self.config.retry_initial_s
         while True:
             try:
-                return make_producer(self.settings, client_id=self.config.client_id)
+                delivery_ms = int(self.config.delivery_timeout_s * 1000)
+                return make_producer(
+                    self.settings,
+                    client_id=self.config.client_id,
+                    delivery_timeout_ms=delivery_ms,
+                    # Kafka requires delivery.timeout >= linger + request timeout.
+                    request_timeout_ms=min(15_000, delivery_ms // 2),
+                )
             except Exception as exc:  # NoBrokersAvailable and friends: Kafka is not there yet
                 if self._stopping.is_set():
                     raise

@@ -42,6 +42,10 @@ def ingest(
     topic: Annotated[str, typer.Option(help="Kafka topic for valid fixes.")] = topics.TELEMETRY,
     dlq_topic: Annotated[str, typer.Option(help="Kafka topic for rejected messages.")] = topics.TELEMETRY_DLQ,
     share_group: Annotated[str, typer.Option(help="MQTT shared-subscription group.")] = SHARE_GROUP,
+    delivery_timeout: Annotated[
+        float,
+        typer.Option(min=1.0, help="Seconds the producer retries a record before the bridge re-sends it."),
+    ] = 120.0,
     leave: Annotated[
         bool,
         typer.Option(
@@ -67,6 +71,7 @@ def ingest(
         session_expiry_s=session_expiry,
         metrics_port=None if metrics_port < 0 else metrics_port,
         log_interval_s=log_interval,
+        delivery_timeout_s=delivery_timeout,
     )
     bridge = Bridge(settings, config)
 
