@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -10,6 +11,7 @@ from typing import Annotated
 import orjson
 import typer
 from rich.console import Console
+from rich.progress import Progress, TaskID
 from rich.table import Table
 
 console = Console()
@@ -71,8 +73,11 @@ def detect(
     console.print(f"stages: {' -> '.join(STAGES)}; {len(rules.zones)} zones, {len(rules.vehicles)} vehicles")
     started = time.perf_counter()
     try:
-        with fixes.open("rb") as fh:
-            result = detect_lines(fh, ctx, now=clock, check_future=not no_future_check)
+        with fixes.open("rb") as fh, Progress(transient=True, console=console) as progress:
+            task = progress.add_task("detecting", total=fixes.stat().st_size)
+            result = detect_lines(
+                _tracked(fh, progress, task), ctx, now=clock, check_future=not no_future_check
+            )
     except CalendarError as exc:
         console.print(f"[red]calendar error:[/] {exc}")
         raise typer.Exit(2) from None
@@ -105,6 +110,16 @@ def detect(
     table.add_row("throughput", f"{rate:,.0f} lines/s ({elapsed:.2f} s)")
     console.print(table)
     console.print(f"wrote {out_dir}/trips.jsonl, alerts.jsonl, dead_letters.jsonl, late_fixes.jsonl")
+
+
+def _tracked(lines: Iterable[bytes], progress: Progress, task: TaskID) -> Iterator[bytes]:
+    done = 0
+    for n, line in enumerate(lines, start=1):
+        done += len(line)
+        if n % 5000 == 0:
+            progress.update(task, completed=done)
+        yield line
+    progress.update(task, completed=done)
 
 
 def _write(path: Path, rows: object) -> None:
