@@ -200,4 +200,6 @@ def encode(sample: Sample, seq: int, device_id: str, vehicle_id: str) -> bytes:
         "alarm": sample.alarm,
         "fix_valid": sample.valid,
     }
-    return orjson.dumps(obj)
+    # orjson's result keeps its (kilobytes-large) working buffer; a tight copy keeps a
+    # million-fix dataset in hundreds of MB instead of several GB
+    return memoryview(orjson.dumps(obj)).tobytes()
