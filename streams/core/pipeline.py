@@ -2,7 +2,9 @@
 
     dedup -> reorder -> enrich -> detect -> exempt
 
-* dedup: a fix whose (device_id, seq) was already seen is dropped (QoS 1 redelivery).
+* dedup: a fix whose (device_id, seq) was already seen with the same ts is dropped (QoS 1
+  redelivery); the same (device_id, seq) with another ts is a terminal that restarted its
+  sequence numbers and is kept (counted in `seq_resets`).
 * reorder: fixes are held until the vehicle's watermark (max ts seen - lateness_seconds) passes
   them, then released in (ts, device_id, seq) order, so results do not depend on arrival order
   within the lateness window.
@@ -60,6 +62,7 @@ class VehicleState:
     snapshots: list[Snapshot] = field(default_factory=list)
     emitted: list[tuple[int, Event]] = field(default_factory=list)
     duplicates: int = 0
+    seq_resets: int = 0
     reevaluated: int = 0
     unapplied: int = 0
     released: int = 0
@@ -77,9 +80,14 @@ def process(state: VehicleState | None, fix: Fix, ctx: Context) -> tuple[Vehicle
     vc.calendar.is_workday(fix.ts.astimezone(vc.tz).date())
     # -- dedup
     key = fix.dedup_key
-    if key in st.seen:
+    seen_ts = st.seen.get(key)
+    if seen_ts == fix.ts:
         st.duplicates += 1
         return st, []
+    if seen_ts is not None:
+        # Same (device, seq), different time: the terminal restarted its sequence, not a
+        # redelivery. Dropping it would lose real data.
+        st.seq_resets += 1
     st.seen[key] = fix.ts
     # -- reorder (and the late policy)
     if st.released_upto is not None and fix.ts < st.released_upto:

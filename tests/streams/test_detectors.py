@@ -344,3 +344,14 @@ def test_late_fix_that_moves_a_trip_start_retracts_the_old_trip(rules: Rules) ->
     retracts = [e for e in seen if e.kind is EventKind.RETRACT]
     assert [t.record.start for t in trips] == [ts("2026-03-02 10:00:00"), ts("2026-03-02 09:59:30")]  # type: ignore[union-attr]
     assert [r.key for r in retracts] == [trips[0].key]
+
+
+def test_a_restarted_sequence_is_not_mistaken_for_duplicates(rules: Rules) -> None:
+    before = [fix(f"2026-03-07 10:00:{s:02d}", *HOME, seq=i) for i, s in enumerate((0, 10, 20))]
+    after_reboot = [fix(f"2026-03-07 10:01:{s:02d}", *HOME, seq=i) for i, s in enumerate((0, 10, 20))]
+    ctx = context(rules)
+    state = None
+    for f in before + after_reboot + before[:1]:
+        state, _ = process(state, f, ctx)
+    assert state is not None
+    assert (state.duplicates, state.seq_resets) == (1, 3)
