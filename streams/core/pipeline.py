@@ -52,7 +52,8 @@ class Snapshot:
 @dataclass
 class VehicleState:
     vehicle_id: str
-    seen: dict[tuple[str, int], datetime] = field(default_factory=dict)
+    seen: set[tuple[str, int, datetime]] = field(default_factory=set)
+    seq_ts: dict[tuple[str, int], datetime] = field(default_factory=dict)
     max_ts: datetime | None = None
     buffer: list[tuple[datetime, str, int, Fix]] = field(default_factory=list)
     released_upto: datetime | None = None
@@ -79,16 +80,17 @@ def process(state: VehicleState | None, fix: Fix, ctx: Context) -> tuple[Vehicle
     # Fail before touching state: a date the calendar does not cover is an explicit error.
     vc.calendar.is_workday(fix.ts.astimezone(vc.tz).date())
     # -- dedup
-    key = fix.dedup_key
-    seen_ts = st.seen.get(key)
-    if seen_ts == fix.ts:
+    key = (fix.device_id, fix.seq, fix.ts)
+    if key in st.seen:
         st.duplicates += 1
         return st, []
-    if seen_ts is not None:
-        # Same (device, seq), different time: the terminal restarted its sequence, not a
-        # redelivery. Dropping it would lose real data.
+    st.seen.add(key)
+    last_ts = st.seq_ts.get(fix.dedup_key)
+    if last_ts is not None and last_ts != fix.ts:
+        # Same (device, seq), another time: the terminal restarted its sequence; this is not a
+        # redelivery, and dropping it would lose real data.
         st.seq_resets += 1
-    st.seen[key] = fix.ts
+    st.seq_ts[fix.dedup_key] = fix.ts
     # -- reorder (and the late policy)
     if st.released_upto is not None and fix.ts < st.released_upto:
         return st, _late(st, fix, vc, ctx)
@@ -207,7 +209,8 @@ def _prune(st: VehicleState, ctx: Context) -> None:
         st.emitted = [(i, e) for i, e in st.emitted if i >= keep_from]
         oldest = st.snapshots[0].ts
         if len(st.seen) > 4 * max(1, len(st.history)):
-            st.seen = {k: ts for k, ts in st.seen.items() if ts >= oldest}
+            st.seen = {k for k in st.seen if k[2] >= oldest}
+            st.seq_ts = {k: ts for k, ts in st.seq_ts.items() if ts >= oldest}
 
 
 # --------------------------------------------------------------------------------------------
