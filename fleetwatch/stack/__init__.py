@@ -100,7 +100,7 @@ def _ensure_up_locked(settings: Settings, progress: _Progress, apt_log: Path) ->
                   if done else "cached")
     progress.step(f"kafka: KRaft node on {settings.kafka_bootstrap}", lambda: _kafka.ensure_up(settings))
     progress.step("kafka: topics", lambda: _kafka.ensure_topics(settings),
-                  lambda created: f"created {', '.join(created)}" if created else "all present")
+                  lambda changes: "; ".join(changes) if changes else "all present and as specified")
     progress.step("postgres: packages + TimescaleDB", lambda: _postgres.install(settings, apt_log))
     progress.step(f"postgres: cluster on {settings.pg_host}:{settings.pg_port}",
                   lambda: _postgres.ensure_up(settings, secrets_["pg_password"]))

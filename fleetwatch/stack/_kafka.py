@@ -184,31 +184,63 @@ def ensure_up(settings: Settings) -> str:
 
 
 def ensure_topics(settings: Settings, topics: tuple[TopicSpec, ...] = TOPICS) -> list[str]:
-    """Create missing topics from the one list in code; return the names created."""
+    """Make the project's topics match the one list in code; return what was changed.
+
+    Creates missing topics; raises the partition count and resets retention / cleanup policy of
+    existing ones that differ (a client with auto-create may have made a topic with defaults
+    before this ran). Partitions are never reduced (Kafka cannot): that is reported as an error.
+    """
     from kafka import KafkaAdminClient
-    from kafka.admin import NewTopic
+    from kafka.admin import ConfigResource, ConfigResourceType, NewPartitions, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="fw-stack")
+    changes: list[str] = []
     try:
         existing = set(admin.list_topics())
-        wanted = [
-            NewTopic(
-                name=t.name,
-                num_partitions=t.partitions,
-                replication_factor=1,
-                topic_configs={"retention.ms": str(t.retention_ms), "cleanup.policy": t.cleanup_policy},
-            )
-            for t in topics
-            if t.name not in existing
-        ]
-        if wanted:
+        missing = [t for t in topics if t.name not in existing]
+        if missing:
             # TopicAlreadyExists: a concurrent `stack up` created it first.
             with contextlib.suppress(TopicAlreadyExistsError):
-                admin.create_topics(wanted)
-        return [t.name for t in wanted]
+                admin.create_topics([
+                    NewTopic(name=t.name, num_partitions=t.partitions, replication_factor=1,
+                             topic_configs=_topic_configs(t))
+                    for t in missing
+                ])
+            changes += [f"created {t.name}" for t in missing]
+        present = [t for t in topics if t.name in existing]
+        if not present:
+            return changes
+        counts = {d["name"]: len(d["partitions"]) for d in admin.describe_topics([t.name for t in present])}
+        grow = {t.name: NewPartitions(total_count=t.partitions)
+                for t in present if counts[t.name] < t.partitions}
+        if grow:
+            admin.create_partitions(grow)
+            changes += [f"{name}: partitions {counts[name]} -> {np.total_count}" for name, np in grow.items()]
+        too_many = [t for t in present if counts[t.name] > t.partitions]
+        if too_many:
+            detail = ", ".join(f"{t.name} has {counts[t.name]} (want {t.partitions})" for t in too_many)
+            raise StackError(SERVICE, "topics with more partitions than fleetwatch/topics.py says: "
+                             f"{detail}; delete them (kafka cannot shrink a topic)")
+        described = admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, t.name) for t in present]
+        ).get("topic", {})
+        fix = []
+        for t in present:
+            current = {k: v.get("value") for k, v in described.get(t.name, {}).items()}
+            want = _topic_configs(t)
+            if any(current.get(k) != v for k, v in want.items()):
+                fix.append(ConfigResource(ConfigResourceType.TOPIC, t.name, configs=want))
+        if fix:
+            admin.alter_configs(fix)
+            changes += [f"{r.name}: retention/cleanup reset" for r in fix]
+        return changes
     finally:
         admin.close()
+
+
+def _topic_configs(spec: TopicSpec) -> dict[str, str]:
+    return {"retention.ms": str(spec.retention_ms), "cleanup.policy": spec.cleanup_policy}
 
 
 def stop(settings: Settings) -> bool:

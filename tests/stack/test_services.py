@@ -276,3 +276,30 @@ def test_timescaledb_edition_is_reported(stack: Settings) -> None:
     with psycopg.connect(stack.pg_conninfo, password=stack.secret("pg_password")) as conn:
         row = conn.execute("SHOW timescaledb.license").fetchone()
     assert row is not None and row[0] in ("apache", "timescale")
+
+
+def test_ensure_topics_repairs_an_auto_created_topic(stack: Settings, unique: str) -> None:
+    """A client with auto-create can make a project topic with broker defaults before `stack up`."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    from fleetwatch.stack._kafka import ensure_topics
+    from fleetwatch.topics import TopicSpec
+
+    name = f"test.stack.reconcile.{unique}"
+    producer = KafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all")
+    producer.send(name, b"auto-created").get(timeout=30)
+    producer.close()
+    spec = TopicSpec(name, 4, 3_600_000, "compact,delete")
+    changes = ensure_topics(stack, (spec,))
+    assert any("partitions 1 -> 4" in c for c in changes)
+    assert ensure_topics(stack, (spec,)) == []
+    admin = KafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap)
+    try:
+        assert len(admin.describe_topics([name])[0]["partitions"]) == 4
+        configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)])["topic"][name]
+        assert configs["retention.ms"]["value"] == "3600000"
+        assert configs["cleanup.policy"]["value"] == "compact,delete"
+        admin.delete_topics([name])
+    finally:
+        admin.close()
