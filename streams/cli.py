@@ -43,6 +43,9 @@ def detect(
         bool,
         typer.Option("--no-future-check", help="Skip the future-timestamp check (clock of capture unknown)."),
     ] = False,
+    late_horizon: Annotated[
+        float, typer.Option(help="Seconds back a late fix is still re-evaluated (older ones are reported).")
+    ] = 3 * 3600.0,
 ) -> None:
     """Run the detection core over a fixes file: writes trips.jsonl, alerts.jsonl and
     dead_letters.jsonl (lines that fail the contract, with the reason)."""
@@ -69,7 +72,7 @@ def detect(
     clock = parse_timestamp(now, "--now") if now else datetime.now(UTC)
     out_dir = out or fixes.parent
     out_dir.mkdir(parents=True, exist_ok=True)
-    ctx = Context(rules, book)
+    ctx = Context(rules, book, late_horizon_seconds=late_horizon)
     console.print(f"stages: {' -> '.join(STAGES)}; {len(rules.zones)} zones, {len(rules.vehicles)} vehicles")
     started = time.perf_counter()
     try:
@@ -102,6 +105,7 @@ def detect(
     table.add_row("lines read", str(result.lines))
     table.add_row("fixes parsed", str(result.fixes))
     table.add_row("duplicates dropped", str(result.duplicates))
+    table.add_row("sequence restarts (kept)", str(result.seq_resets))
     table.add_row("late fixes re-evaluated", str(result.reevaluated))
     table.add_row("late fixes beyond horizon (reported)", str(len(result.late)))
     dead = ", ".join(f"{k} {v}" for k, v in result.dead_letter_codes.most_common())

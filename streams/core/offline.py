@@ -40,6 +40,7 @@ class DetectionResult:
     lines: int = 0
     fixes: int = 0
     duplicates: int = 0
+    seq_resets: int = 0
     reevaluated: int = 0
     retractions: int = 0
     states: dict[str, VehicleState] = field(default_factory=dict)
@@ -95,6 +96,7 @@ def detect_lines(
     for state in states.values():
         result.apply(flush(state, ctx))
         result.duplicates += state.duplicates
+        result.seq_resets += state.seq_resets
         result.reevaluated += state.reevaluated
     return result
 
