@@ -55,6 +55,7 @@ class Connection:
         self, settings: Settings, client_id: str, username: str, password: str, max_inflight: int = 500
     ) -> None:
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        self.username = username
         self.client.username_pw_set(username, password)
         self.client.max_inflight_messages_set(max_inflight)
         self.client.max_queued_messages_set(0)  # unbounded outbox: nothing is dropped while offline
@@ -160,9 +161,11 @@ class Sender:
     def wait_connected(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
         for c in self.all:
-            c.connected.wait(max(0.0, deadline - time.monotonic()))
+            while not c.connected.wait(0.05) and not c.refused and time.monotonic() < deadline:
+                pass
             if c.refused:
-                raise RuntimeError(f"broker refused client {c.client._client_id!r}: {c.refused}")
+                raise ConnectionRefusedError(f"broker refused {c.username!r}: {c.refused}")
+        # not connected yet is fine: the outbox holds messages until the broker is reachable
 
     def send(self, msg: Outgoing) -> None:
         self._conn(msg.device_id).publish(self.settings.telemetry_topic(msg.device_id), msg.payload)

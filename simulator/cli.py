@@ -318,10 +318,15 @@ def replay_cmd(
 
     with _progress() as progress:
         task = progress.add_task(f"replaying {file.name}", total=len(track.fixes), info="")
-        stats = _mqtt.publish(
-            Settings(), timed(), {d: passwords[d] for d in ids},
-            on_progress=lambda s, a, f: progress.update(task, completed=a, info=f"sent {s:,} failed {f:,}"),
-        )  # fmt: skip
+
+        def update(sent: int, acked: int, failed: int) -> None:
+            progress.update(task, completed=acked, info=f"sent {sent:,} failed {failed:,}")
+
+        try:
+            stats = _mqtt.publish(Settings(), timed(), {d: passwords[d] for d in ids}, on_progress=update)
+        except ConnectionRefusedError as exc:
+            console.print(f"[red]{exc}[/] (is the device registered, is the password right?)")
+            raise typer.Exit(1) from None
     _publish_summary(stats, f"replay of {file}")
     if stats.failed:
         raise typer.Exit(1)
@@ -352,9 +357,13 @@ def send_cmd(
         fix = parse_fix(obj)
     except ContractError as exc:
         raise typer.BadParameter(str(exc)) from None
-    stats = _mqtt.publish(
-        Settings(), [_mqtt.Outgoing(device, fix.to_json())], {device: password}, drain_timeout=10
-    )
+    try:
+        stats = _mqtt.publish(
+            Settings(), [_mqtt.Outgoing(device, fix.to_json())], {device: password}, drain_timeout=10
+        )
+    except ConnectionRefusedError as exc:
+        console.print(f"[red]{exc}[/] (is the device registered, is the password right?)")
+        raise typer.Exit(1) from None
     _publish_summary(stats, f"one fix as {device}")
     if stats.failed:
         console.print("[red]the broker did not acknowledge the fix (wrong password or ACL?)[/]")

@@ -236,3 +236,74 @@ def test_broker_restart_mid_run_loses_no_fix(
     assert 0 < before < total  # the restart really happened mid-run
     assert stats.sent == total and stats.acked == total and stats.failed == 0
     assert collector.seen == expected_keys(ds)
+
+
+def test_send_and_replay_commands_reach_the_broker(stack: Settings, unique: str, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from fleetwatch.cli import app
+    from fleetwatch.stack import add_devices, remove_devices
+
+    device, plate, password = f"S{unique[:6]}", "苏A77777", f"pw-{unique}"
+    add_devices(stack, [(device, plate, password)])
+    collector = Collector(stack, device, f"fw-test-sub-{unique}")
+    collector.start()
+    track = tmp_path / "track.csv"
+    track.write_text(
+        "ts,lat,lon\n"
+        + "".join(f"2026-11-25T09:00:{s:02d}+08:00,{32.04 + s * 1e-4:.6f},118.78\n" for s in range(0, 60, 10))
+    )
+    runner = CliRunner()
+    try:
+        sent = runner.invoke(
+            app,
+            [
+                "simulate",
+                "send",
+                "--device",
+                device,
+                "--vehicle",
+                plate,
+                "--password",
+                password,
+                "--seq",
+                "999",
+            ],
+        )
+        wrong = runner.invoke(
+            app,
+            [
+                "simulate",
+                "send",
+                "--device",
+                device,
+                "--vehicle",
+                plate,
+                "--password",
+                "wrong",
+                "--seq",
+                "998",
+            ],
+        )
+        replayed = runner.invoke(
+            app,
+            [
+                "simulate",
+                "replay",
+                str(track),
+                "--device",
+                device,
+                "--vehicle",
+                plate,
+                "--password",
+                password,
+            ],
+        )
+        collector.wait_for({(device, 999), *((device, i) for i in range(1, 7))}, 15)
+    finally:
+        collector.stop()
+        remove_devices(stack, [device])
+    assert sent.exit_code == 0, sent.output
+    assert wrong.exit_code != 0
+    assert replayed.exit_code == 0, replayed.output
+    assert collector.seen == {(device, 999), *((device, i) for i in range(1, 7))}
