@@ -247,9 +247,10 @@ def install(settings: Settings, apt_log: Path) -> list[str]:
 
 def _healthy(settings: Settings, user: str, password: str) -> bool:
     import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
 
     result: dict[str, object] = {}
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"fw-health-{secrets.token_hex(4)}",
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"fw-health-{secrets.token_hex(4)}",
                          protocol=mqtt.MQTTv5)
     client.username_pw_set(user, password)
 

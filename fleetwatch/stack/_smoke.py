@@ -25,6 +25,7 @@ SMOKE_TABLE = "fw_smoke_positions"
 def mqtt_round_trip(settings: Settings, timeout: float = 10.0) -> float:
     """Publish a fix as a device account (QoS 1), receive it as svc-admin; return seconds taken."""
     import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
 
     password = secrets.token_urlsafe(16)
     _mosquitto.add_devices(settings, [(SMOKE_DEVICE, SMOKE_VEHICLE, password)])
@@ -35,13 +36,13 @@ def mqtt_round_trip(settings: Settings, timeout: float = 10.0) -> float:
     got = threading.Event()
     subscribed = threading.Event()
 
-    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"fw-smoke-sub-{secrets.token_hex(3)}",
+    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"fw-smoke-sub-{secrets.token_hex(3)}",
                       protocol=mqtt.MQTTv5)
     sub.username_pw_set(settings.mqtt_admin_user, settings.secret("mqtt_admin_password"))
     sub.on_subscribe = lambda *_a: subscribed.set()
     sub.on_message = lambda _c, _u, msg: got.set() if msg.payload == payload else None
     sub.on_connect = lambda c, *_a: c.subscribe(topic, qos=1)
-    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"fw-smoke-pub-{secrets.token_hex(3)}",
+    pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"fw-smoke-pub-{secrets.token_hex(3)}",
                       protocol=mqtt.MQTTv5)
     pub.username_pw_set(SMOKE_DEVICE, password)
     started = time.monotonic()
