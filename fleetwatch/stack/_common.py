@@ -147,12 +147,23 @@ def pid_alive(pid: int | None) -> bool:
         return False
 
 
-def read_pid(pid_file: Path) -> int | None:
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def read_pid(pid_file: Path, marker: str) -> int | None:
+    """The pid in ``pid_file`` if that process is alive AND is ours (its command line has ``marker``).
+
+    After a reboot a stale pid may belong to an unrelated process: never treat it as ours (or signal it).
+    """
     try:
         pid = int(pid_file.read_text().split()[0])
     except (FileNotFoundError, ValueError, IndexError):
         return None
-    return pid if pid_alive(pid) else None
+    return pid if pid_alive(pid) and marker in cmdline(pid) else None
 
 
 def spawn(argv: Sequence[str], log: Path, pid_file: Path, cwd: Path | None = None) -> int:

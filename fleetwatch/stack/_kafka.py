@@ -155,7 +155,7 @@ def ensure_up(settings: Settings) -> str:
     write_if_changed(p.log4j, template_path("kafka", "log4j2.xml").read_text())
     host, port = bootstrap_host_port(settings)
 
-    pid = read_pid(p.pid)
+    pid = read_pid(p.pid, str(p.conf))
     if pid is not None and conf_changed:
         stop(settings)
         pid = None
@@ -245,7 +245,7 @@ def _topic_configs(spec: TopicSpec) -> dict[str, str]:
 
 def stop(settings: Settings) -> bool:
     p = paths(settings)
-    pid = read_pid(p.pid)
+    pid = read_pid(p.pid, str(p.conf))
     if pid is None:
         return False
     # Controlled shutdown of a single KRaft node takes a few seconds; give it time before SIGKILL.
@@ -257,7 +257,7 @@ def stop(settings: Settings) -> bool:
 def status(settings: Settings) -> ServiceStatus:
     p = paths(settings)
     host, port = bootstrap_host_port(settings)
-    pid = read_pid(p.pid)
+    pid = read_pid(p.pid, str(p.conf))
     if pid is not None:
         state = "running"
     elif port_open(host, port):

@@ -288,7 +288,7 @@ def ensure_up(settings: Settings, secrets_: dict[str, str]) -> str:
         write_if_changed(p.registry, format_registry({}))
 
     admin = (settings.mqtt_admin_user, secrets_["mqtt_admin_password"])
-    pid = read_pid(p.pid)
+    pid = read_pid(p.pid, str(p.conf))
     if pid is not None:
         if conf_changed:
             stop(settings)
@@ -315,7 +315,7 @@ def ensure_up(settings: Settings, secrets_: dict[str, str]) -> str:
 
 def stop(settings: Settings) -> bool:
     p = paths(settings)
-    pid = read_pid(p.pid)
+    pid = read_pid(p.pid, str(p.conf))
     if pid is None:
         return False
     stop_pid(pid, timeout=10)
@@ -324,7 +324,7 @@ def stop(settings: Settings) -> bool:
 
 
 def reload(settings: Settings) -> None:
-    pid = read_pid(paths(settings).pid)
+    pid = read_pid(paths(settings).pid, str(paths(settings).conf))
     if pid is not None:
         os.kill(pid, signal.SIGHUP)
 
@@ -353,7 +353,7 @@ def _add_devices_locked(settings: Settings, p: Paths, devices: list[tuple[str, s
         registry[device_id] = vehicle_id
     _write_private(p.passwd, format_passwd(entries))
     write_if_changed(p.registry, format_registry(registry))
-    if read_pid(p.pid) is not None and devices:
+    if read_pid(p.pid, str(p.conf)) is not None and devices:
         reload(settings)
         # SIGHUP is handled asynchronously: callers expect the new accounts to work on return.
         device_id, _, password = devices[-1]
@@ -384,7 +384,7 @@ def remove_devices(settings: Settings, device_ids: Iterable[str]) -> int:
 
 def status(settings: Settings) -> ServiceStatus:
     p = paths(settings)
-    pid = read_pid(p.pid)
+    pid = read_pid(p.pid, str(p.conf))
     if pid is not None:
         state = "running"
     elif port_open(settings.mqtt_host, settings.mqtt_port):

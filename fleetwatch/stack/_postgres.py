@@ -18,7 +18,9 @@ from ._common import (
     apt_update,
     check_traversable,
     chown_to,
+    cmdline,
     is_root,
+    pid_alive,
     port_open,
     render_template,
     run,
@@ -174,11 +176,8 @@ def _postmaster_pid(p: Paths) -> int | None:
         pid = int((p.data / "postmaster.pid").read_text().split()[0])
     except (FileNotFoundError, ValueError, IndexError):
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    return pid
+    # postmaster's command line is `.../postgres -D <data>`; a stale pid after a reboot is not ours.
+    return pid if pid_alive(pid) and str(p.data) in cmdline(pid) else None
 
 
 def _init_cluster(settings: Settings, p: Paths) -> bool:

@@ -188,3 +188,17 @@ def test_untraversable_parent_is_named(tmp_path: Path) -> None:
     with pytest.raises(StackError, match=f"{locked} is not traversable by the postgres OS user"):
         check_traversable(locked / ".stack" / "pg", "postgres", "postgres")
     check_traversable(Path("/tmp/x/.stack/pg"), "postgres", "postgres")  # /tmp is world-traversable
+
+
+def test_read_pid_ignores_a_live_process_that_is_not_ours(tmp_path: Path) -> None:
+    """After a reboot the pid in a stale pid file may belong to anything: never claim (or signal) it."""
+    import os
+
+    from fleetwatch.stack._common import read_pid
+
+    pid_file = tmp_path / "x.pid"
+    pid_file.write_text(f"{os.getpid()}\n")  # alive, but its command line is pytest's
+    assert read_pid(pid_file, "/nowhere/mosquitto.conf") is None
+    assert read_pid(pid_file, "pytest") == os.getpid()
+    pid_file.write_text("garbage\n")
+    assert read_pid(pid_file, "pytest") is None
