@@ -10,6 +10,7 @@ import hmac
 import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import time
@@ -242,7 +243,11 @@ def version() -> str:
 
 
 def install(settings: Settings, apt_log: Path) -> list[str]:
-    return apt_install(PACKAGES, apt_log, SERVICE)
+    installed = apt_install(PACKAGES, apt_log, SERVICE)
+    if "mosquitto" in installed and shutil.which("systemctl") and Path("/run/systemd/system").exists():
+        # The package enables and starts a system broker on port 1883; the stack runs its own.
+        subprocess.run(["systemctl", "disable", "--now", "mosquitto.service"], capture_output=True)
+    return installed
 
 
 def _healthy(settings: Settings, user: str, password: str) -> bool:
@@ -302,8 +307,8 @@ def ensure_up(settings: Settings, secrets_: dict[str, str]) -> str:
 
     if port_open(settings.mqtt_host, settings.mqtt_port):
         raise StackError(SERVICE, f"port {settings.mqtt_host}:{settings.mqtt_port} is held by another "
-                         "process (a system mosquitto or another checkout's stack?); "
-                         "stop it or set FLEETWATCH_MQTT_PORT")
+                         "process (the system mosquitto: `systemctl disable --now mosquitto`; or another "
+                         "checkout's stack: `fleetwatch stack down` there); or set FLEETWATCH_MQTT_PORT")
     with open(p.log, "a") as fh:
         fh.write(f"\n--- fleetwatch stack: starting mosquitto {time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
     new_pid = spawn(["mosquitto", "-c", str(p.conf)], p.log, p.pid)
