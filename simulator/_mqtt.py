@@ -260,6 +260,9 @@ def _worker(
     settings: Settings = _SHARED["settings"]  # type: ignore[assignment]
     source: Callable[[int, int], Iterable[Outgoing]] = _SHARED["source"]  # type: ignore[assignment]
     devices: dict[str, str] = _SHARED["devices"]  # type: ignore[assignment]
+    if not admin_connections:
+        # per-device connections: this process connects only the devices of its own shard
+        devices = dict(list(devices.items())[shard::n])
 
     def progress(sent: int, acked: int, failed: int) -> None:
         counters[3 * shard] = sent  # type: ignore[index]
