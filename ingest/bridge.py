@@ -114,6 +114,12 @@ class Bridge:
         self._unsubscribed = threading.Event()
         self._last_message_at = time.monotonic()
         self._producer: KafkaProducer | None = None
+        self._epoch = 0  # bumped whenever the producer is replaced
+        self._reset_needed = threading.Event()
+        self._consecutive_resets = 0
+        self._outstanding: dict[int, _Work] = {}  # sent to the current producer, not yet acknowledged
+        self._outstanding_lock = threading.Lock()
+        self._headers = [("fw-bridge", self.config.instance.encode())]
         self._worker: threading.Thread | None = None
         self._reporter: threading.Thread | None = None
         self._metrics_server: ThreadingHTTPServer | None = None
@@ -369,8 +375,10 @@ class Bridge:
         return (self.config.dlq_topic, key, letter.to_json(), "dead_lettered")
 
     def _work_loop(self) -> None:
-        assert self._producer is not None
         while not self._closed.is_set():
+            if self._reset_needed.is_set():
+                self._reset_producer()
+                continue
             work = self._next_work()
             if work is None:
                 continue
@@ -399,21 +407,63 @@ class Bridge:
     def _send(self, work: _Work) -> None:
         assert self._producer is not None and work.record is not None
         kafka_topic, key, value, _ = work.record
+        epoch = self._epoch
+        with self._outstanding_lock:
+            self._outstanding[id(work)] = work
         try:
-            future = self._producer.send(kafka_topic, key=key, value=value)
+            future = self._producer.send(kafka_topic, key=key, value=value, headers=self._headers)
         except Exception as exc:  # metadata timeout / buffer full while Kafka is away
+            with self._outstanding_lock:
+                self._outstanding.pop(id(work), None)
             self._retry(work, exc)
             return
         future.add_callback(self._on_sent, work)
-        future.add_errback(self._on_send_failed, work)
+        future.add_errback(self._on_send_failed, work, epoch)
 
     def _on_sent(self, work: _Work, _metadata: object) -> None:
         assert work.record is not None
-        self.metrics.inc(work.record[3])
+        with self._outstanding_lock:
+            first = self._outstanding.pop(id(work), None) is not None
+        if first:
+            self.metrics.inc(work.record[3])
+        self._consecutive_resets = 0
         self.window.complete(work.ticket, self._ack)
 
-    def _on_send_failed(self, work: _Work, exc: BaseException) -> None:
-        self._retry(work, exc)
+    def _on_send_failed(self, work: _Work, epoch: int, exc: BaseException) -> None:
+        # An expired batch can leave kafka-python's idempotent producer unable to send again
+        # (seen after a 30 s broker freeze): rather than trusting it, replace it and re-send
+        # everything outstanding, in receive order, on a fresh producer id.
+        if epoch != self._epoch or self._reset_needed.is_set():
+            return
+        log.warning("Kafka send failed (%s: %s); replacing the producer", type(exc).__name__, exc)
+        self._reset_needed.set()
+
+    def _reset_producer(self) -> None:
+        self._consecutive_resets += 1
+        delay = min(
+            self.config.retry_initial_s * 2 ** (self._consecutive_resets - 1), self.config.retry_max_s
+        )
+        if self._closed.wait(delay):
+            return
+        old = self._producer
+        self._epoch += 1
+        self._reset_needed.clear()
+        if old is not None:
+            threading.Thread(
+                target=old.close, kwargs={"timeout": 0}, name="producer-close", daemon=True
+            ).start()
+        self._producer = self._connect_kafka()
+        with self._outstanding_lock:
+            pending = sorted(
+                self._outstanding.values(), key=lambda w: (w.ticket.generation, w.ticket.position)
+            )
+            self._outstanding.clear()
+        self.metrics.inc("producer_resets")
+        log.warning("new Kafka producer; re-sending %d outstanding records", len(pending))
+        for work in pending:
+            if self.window.is_current(work.ticket):
+                self.metrics.inc("send_retries")
+                self._send(work)
 
     def _retry(self, work: _Work, exc: BaseException) -> None:
         work.attempts += 1

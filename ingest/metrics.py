@@ -16,6 +16,7 @@ COUNTERS: dict[str, str] = {
     "dead_lettered": "rejected messages Kafka acknowledged on the dead-letter topic",
     "acked": "MQTT PUBACKs sent (only after Kafka acknowledged the record)",
     "send_retries": "Kafka sends the bridge re-issued after a failure",
+    "producer_resets": "times the Kafka producer was replaced after failed sends",
     "abandoned": "in-flight messages left unacknowledged because the MQTT connection dropped",
     "connects": "successful MQTT connections (CONNACK)",
 }

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -102,12 +102,6 @@ class DevicePublisher:
         self._pending.clear()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class BridgeProcess:
     """`fleetwatch ingest` as a child process (so it can be SIGKILLed), with its metrics endpoint."""
 
@@ -122,23 +116,31 @@ class BridgeProcess:
     ) -> None:
         self.log = log
         self.instance = instance
-        self.port = free_port()
+        self.port = 0
         self.argv = [
             FLEETWATCH, "ingest", "--instance", instance, "--share-group", share_group,
             "--receive-maximum", str(receive_maximum), "--session-expiry", "300",
-            "--metrics-port", str(self.port), "--log-interval", "2", "--leave", *extra,
+            "--log-interval", "2", "--leave", *extra,
         ]  # fmt: skip
         self.proc: subprocess.Popen[bytes] | None = None
+        self._starts = 0
 
     def start(self, timeout_s: float = 60.0) -> BridgeProcess:
         env = {**os.environ, "COLUMNS": "200"}
+        # Port 0: the bridge binds a free port itself and logs it (a port probed free here could
+        # be taken by some client's outgoing connection before the bridge binds it).
+        argv = [*self.argv, "--metrics-port", "0"]
         with self.log.open("ab") as fh:
-            self.proc = subprocess.Popen(self.argv, stdout=fh, stderr=subprocess.STDOUT, env=env)
+            self.proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"bridge exited with {self.proc.returncode}; log:\n{self.log.read_text()}")
-            if "bridge running" in self.log.read_text(errors="replace"):
+            text = self.log.read_text(errors="replace")
+            if text.count("bridge running") > self._starts:
+                self._starts += 1
+                ports = re.findall(r"metrics: http://[\d.]+:(\d+)/metrics", text)
+                self.port = int(ports[-1])
                 return self
             time.sleep(0.2)
         raise TimeoutError(f"bridge did not come up within {timeout_s} s; log:\n{self.log.read_text()}")
@@ -159,6 +161,12 @@ class BridgeProcess:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
+
+    def ensure_stopped(self) -> None:
+        """Teardown: never leave a bridge running (it would keep writing every device's fixes)."""
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.stop(30)
 
     def stop(self, timeout_s: float = 60.0) -> int:
         """SIGTERM and wait for the graceful shutdown; returns the exit code."""
@@ -182,11 +190,21 @@ class BridgeProcess:
 
 
 def fixes_of(
-    settings: Settings, topic: str, device_ids: set[str], since: dict[int, int] | None = None
+    settings: Settings,
+    topic: str,
+    device_ids: set[str],
+    since: dict[int, int] | None = None,
+    bridge: str | None = None,
 ) -> list[tuple[int, int, Fix]]:
-    """(partition, offset, fix) of every record from ``device_ids`` on ``topic``, in partition order."""
+    """(partition, offset, fix) of every record from ``device_ids`` on ``topic``, in partition order.
+
+    ``bridge`` keeps only records written by that bridge instance (its ``fw-bridge`` header), so
+    another bridge running on the machine at the same time cannot blur duplicate counts.
+    """
     out = []
     for record in read_topic(settings, topic, since=since, timeout_s=60):
+        if bridge is not None and dict(record.headers or []).get("fw-bridge") != bridge.encode():
+            continue
         obj = orjson.loads(record.value)
         if obj.get("device_id") in device_ids:
             out.append((record.partition, record.offset, parse_fix(obj, max_future=timedelta(days=1))))

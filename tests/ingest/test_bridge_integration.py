@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from pathlib import Path
+from collections.abc import Callable
 
 import orjson
 import pytest
@@ -32,7 +32,7 @@ def first_occurrence_seqs(seqs: list[int]) -> list[int]:
 
 
 def test_valid_fixes_arrive_in_order_and_bad_ones_are_dead_lettered(
-    stack: Settings, unique: str, tmp_path: Path
+    stack: Settings, unique: str, bridges: Callable[..., BridgeProcess]
 ) -> None:
     devices = register_devices(stack, unique, 4)
     a, b = devices[0], devices[1]
@@ -52,7 +52,7 @@ def test_valid_fixes_arrive_in_order_and_bad_ones_are_dead_lettered(
         (a.device_id, fix_json(a, 9006, vehicle_id=b.vehicle_id), "vehicle_mismatch"),
         (b.device_id, fix_json(b, 9007, vehicle_id="苏A00000"), "vehicle_mismatch"),
     ]
-    bridge = BridgeProcess(tmp_path / "bridge.log", instance=f"it-{unique}", share_group=f"it-{unique}")
+    bridge = bridges(f"it-{unique}")
     with bridge:
         pubs = {d.device_id: DevicePublisher(stack, d).__enter__() for d in devices}
         try:
