@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import threading
@@ -176,7 +177,11 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def private_broker(tmp_path: Path, stack: Settings) -> Iterator[tuple[PrivateBroker, Settings]]:
+def private_broker(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[PrivateBroker, Settings]]:
+    if shutil.which("mosquitto") is None or shutil.which("mosquitto_passwd") is None:
+        request.getfixturevalue("stack")  # `stack up` installs the Debian package
     port = _free_port()
     (tmp_path / "data").mkdir()
     (tmp_path / "secrets").mkdir()
