@@ -49,8 +49,9 @@ def log_path(settings: Settings, service: str) -> Path:
 class _Progress:
     """Prints one line per step with its duration; a spinner while a step runs."""
 
-    def __init__(self, console: Console | None) -> None:
+    def __init__(self, console: Console | None, logs: dict[str, Path] | None = None) -> None:
         self.console = console
+        self.logs = logs or {}
 
     def step(self, label: str, fn: Callable[[], T], describe: Callable[[T], str] = str) -> T:
         started = time.monotonic()
@@ -60,10 +61,15 @@ class _Progress:
         try:
             with spinner:
                 result = fn()
-        except StackError:
+        except Exception as exc:
             if self.console is not None:
                 self.console.print(f"[red]✗[/] {label}")
-            raise
+            if isinstance(exc, StackError):
+                raise
+            # A client library's error still has to say which service and where to look.
+            service = label.split(":", 1)[0]
+            log = self.logs.get(service)
+            raise StackError(service, f"{label}: {type(exc).__name__}: {exc}", log) from exc
         if self.console is not None:
             took = time.monotonic() - started
             self.console.print(f"[green]✓[/] {label}: {describe(result)} [dim]({took:.1f} s)[/]")
@@ -82,7 +88,8 @@ def ensure_up(settings: Settings, console: Console | None = None) -> list[Servic
     apt_log.parent.mkdir(parents=True, exist_ok=True)
     # Parallel test sessions each call ensure_up: one at a time, later ones find everything running.
     with file_lock(stack / "locks" / "up.lock"):
-        _ensure_up_locked(settings, _Progress(console), apt_log)
+        logs = {name: log_path(settings, name) for name in SERVICES}
+        _ensure_up_locked(settings, _Progress(console, logs), apt_log)
     return status(settings)
 
 
@@ -108,7 +115,7 @@ def _ensure_up_locked(settings: Settings, progress: _Progress, apt_log: Path) ->
 
 def down(settings: Settings, console: Console | None = None) -> dict[str, bool]:
     """Stop all services (data kept); returns service -> whether it was running."""
-    progress = _Progress(console)
+    progress = _Progress(console, {name: log_path(settings, name) for name in SERVICES})
     stopped: dict[str, bool] = {}
     # Reverse start order: consumers of Kafka/PG may be the bridge fed by Mosquitto.
     for name, stop in (("postgres", _postgres.stop), ("kafka", _kafka.stop), ("mosquitto", _mosquitto.stop)):

@@ -202,3 +202,17 @@ def test_read_pid_ignores_a_live_process_that_is_not_ours(tmp_path: Path) -> Non
     assert read_pid(pid_file, "pytest") == os.getpid()
     pid_file.write_text("garbage\n")
     assert read_pid(pid_file, "pytest") is None
+
+
+def test_progress_step_names_the_service_and_log_of_a_client_error(tmp_path: Path) -> None:
+    from fleetwatch.stack import StackError, _Progress
+
+    def boom() -> None:
+        raise TimeoutError("no answer")
+
+    progress = _Progress(None, {"kafka": tmp_path / "kafka.log"})
+    with pytest.raises(StackError) as info:
+        progress.step("kafka: topics", boom)
+    assert info.value.service == "kafka"
+    assert info.value.log == tmp_path / "kafka.log"
+    assert "kafka: topics: TimeoutError: no answer" in str(info.value)
