@@ -178,8 +178,24 @@ def test_registry_lists_added_devices(stack: Settings, two_devices: tuple[str, s
     assert f"{two_devices[1]},T{unique[:6]}B\n" in text
 
 
-def test_kafka_python_idempotent_producer_round_trip(stack: Settings, unique: str) -> None:
-    topic = f"test.stack.kp.{unique}"
+@pytest.fixture
+def scratch_topic(stack: Settings, unique: str) -> Iterator[str]:
+    """A per-test topic name (auto-created on first produce), deleted afterwards."""
+    from kafka import KafkaAdminClient
+
+    name = f"test.stack.{unique}"
+    yield name
+    admin = KafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap)
+    try:
+        if name in admin.list_topics():
+            admin.delete_topics([name])
+    finally:
+        admin.close()
+
+
+def test_kafka_python_idempotent_producer_round_trip(stack: Settings, unique: str,
+                                                    scratch_topic: str) -> None:
+    topic = scratch_topic
     producer = KafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all", enable_idempotence=True)
     values = [f"kp-{unique}-{i}".encode() for i in range(5)]
     try:
@@ -204,10 +220,10 @@ def test_kafka_python_idempotent_producer_round_trip(stack: Settings, unique: st
     assert got == values
 
 
-def test_aiokafka_round_trip(stack: Settings, unique: str) -> None:
+def test_aiokafka_round_trip(stack: Settings, unique: str, scratch_topic: str) -> None:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-    topic = f"test.stack.aio.{unique}"
+    topic = scratch_topic
     value = f"aio-{unique}".encode()
 
     async def round_trip() -> bytes:
