@@ -183,6 +183,10 @@ def _postmaster_pid(p: Paths) -> int | None:
 def _init_cluster(settings: Settings, p: Paths) -> bool:
     if is_root():
         check_traversable(p.root, SERVICE, _OS_USER)
+    socket_path = p.socket_dir / f".s.PGSQL.{settings.pg_port}"
+    if len(str(socket_path)) > 107:  # sun_path limit; postgres would fail with a vaguer message
+        raise StackError(SERVICE, f"socket path {socket_path} is longer than 107 bytes: "
+                         "set FLEETWATCH_STACK_DIR to a shorter directory")
     p.root.mkdir(parents=True, exist_ok=True)
     p.socket_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(p.root, 0o700)
