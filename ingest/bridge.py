@@ -74,6 +74,9 @@ class BridgeConfig:
     retry_initial_s: float = 0.5
     retry_max_s: float = 10.0
     drain_timeout_s: float = 30.0
+    #: Limit this instance to these devices' topics (a canary, or a test that must not see the
+    #: rest of the machine's traffic); empty = every device.
+    only_devices: tuple[str, ...] = ()
 
     @property
     def client_id(self) -> str:
@@ -139,6 +142,14 @@ class Bridge:
         return f"$share/{self.config.share_group}/{self.settings.mqtt_topic_prefix}/+"
 
     @property
+    def subscriptions(self) -> list[str]:
+        """The shared subscription, or one per device when the instance is limited to some devices."""
+        if not self.config.only_devices:
+            return [self.share_topic]
+        base = f"$share/{self.config.share_group}/{self.settings.mqtt_topic_prefix}"
+        return [f"{base}/{device}" for device in self.config.only_devices]
+
+    @property
     def metrics_port(self) -> int | None:
         return self._metrics_server.server_port if self._metrics_server else None
 
@@ -186,7 +197,7 @@ class Bridge:
         finishes what already arrived, and ends the session.
         """
         if leave and self._connected.is_set():
-            self._client.unsubscribe(self.share_topic)
+            self._client.unsubscribe(self.subscriptions)
             self._unsubscribed.wait(10)
             # Messages the broker had already queued for us still arrive after UNSUBACK.
             while time.monotonic() - self._last_message_at < 1.0:
@@ -250,7 +261,7 @@ class Bridge:
         log.info("MQTT connected as %s (session present: %s)", self.config.client_id, flags.session_present)
         if not self._stopping.is_set():
             # Re-subscribing an existing subscription is harmless and covers an expired session.
-            client.subscribe(self.share_topic, qos=1)
+            client.subscribe([(topic, 1) for topic in self.subscriptions])
 
     def _on_disconnect(
         self,
@@ -281,7 +292,7 @@ class Bridge:
     ) -> None:
         failed = [rc for rc in reason_codes if rc.is_failure]
         if failed:
-            log.error("subscription to %s refused: %s", self.share_topic, failed)
+            log.error("subscription to %s refused: %s", self.subscriptions, failed)
             return
         self._subscribed.set()
 

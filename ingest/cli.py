@@ -46,6 +46,10 @@ def ingest(
         float,
         typer.Option(min=1.0, help="Seconds the producer retries a record before the bridge re-sends it."),
     ] = 120.0,
+    only_device: Annotated[
+        list[str] | None,
+        typer.Option(help="Subscribe only to this device's topic (repeatable; canaries and tests)."),
+    ] = None,
     leave: Annotated[
         bool,
         typer.Option(
@@ -72,6 +76,7 @@ def ingest(
         metrics_port=None if metrics_port < 0 else metrics_port,
         log_interval_s=log_interval,
         delivery_timeout_s=delivery_timeout,
+        only_devices=tuple(only_device or ()),
     )
     bridge = Bridge(settings, config)
 
@@ -85,7 +90,9 @@ def ingest(
     signal.signal(signal.SIGINT, _on_signal)
 
     table = Table(title=f"fleetwatch ingest [{instance}]", show_header=False)
-    table.add_row("MQTT", f"{settings.mqtt_host}:{settings.mqtt_port}  {bridge.share_topic}")
+    subs = bridge.subscriptions
+    shown = subs[0] if len(subs) == 1 else f"{subs[0]} (+{len(subs) - 1} more)"
+    table.add_row("MQTT", f"{settings.mqtt_host}:{settings.mqtt_port}  {shown}")
     table.add_row("client id", config.client_id)
     table.add_row("Kafka", f"{settings.kafka_bootstrap}  {topic} (dead letters: {dlq_topic})")
     table.add_row("receive maximum", str(receive_maximum))

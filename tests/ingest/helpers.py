@@ -43,6 +43,12 @@ def register_devices(settings: Settings, tag: str, n: int) -> list[Device]:
     return devices
 
 
+def only(devices: Iterable[Device]) -> list[str]:
+    """Bridge options limiting it to these devices, so other traffic on the machine (load tests
+    running at the same time) can neither slow the test nor overflow its broker queue."""
+    return [arg for d in devices for arg in ("--only-device", d.device_id)]
+
+
 def fix_json(device: Device, seq: int, *, ts: datetime | None = None, **overrides: object) -> bytes:
     """A valid telemetry fix v1 for ``device`` (fields overridable to make it invalid)."""
     when = ts or datetime.now(UTC) - timedelta(seconds=1)

@@ -17,6 +17,7 @@ from tests.ingest.helpers import (
     DevicePublisher,
     fix_json,
     fixes_of,
+    only,
     register_devices,
     wait_for,
 )
@@ -52,7 +53,7 @@ def test_valid_fixes_arrive_in_order_and_bad_ones_are_dead_lettered(
         (a.device_id, fix_json(a, 9006, vehicle_id=b.vehicle_id), "vehicle_mismatch"),
         (b.device_id, fix_json(b, 9007, vehicle_id="苏A00000"), "vehicle_mismatch"),
     ]
-    bridge = bridges(f"it-{unique}")
+    bridge = bridges(f"it-{unique}", extra=only(devices))
     with bridge:
         pubs = {d.device_id: DevicePublisher(stack, d).__enter__() for d in devices}
         try:

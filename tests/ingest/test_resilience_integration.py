@@ -15,7 +15,7 @@ from fleetwatch import stack as fw_stack
 from fleetwatch import topics
 from fleetwatch.kafka_io import end_offsets
 from fleetwatch.settings import Settings
-from tests.ingest.helpers import BridgeProcess, DevicePublisher, Pacer, fixes_of, register_devices
+from tests.ingest.helpers import BridgeProcess, DevicePublisher, Pacer, fixes_of, only, register_devices
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -49,7 +49,9 @@ def test_kill9_and_kafka_outage_lose_no_fix(
     # A producer delivery timeout shorter than the outage makes Kafka sends fail mid-outage, so
     # the bridge's own re-send path is exercised too, not only the producer's internal retries.
     bridge = bridges(
-        f"rs-{unique}", receive_maximum=RECEIVE_MAXIMUM, extra=["--delivery-timeout", str(DELIVERY_TIMEOUT_S)]
+        f"rs-{unique}",
+        receive_maximum=RECEIVE_MAXIMUM,
+        extra=["--delivery-timeout", str(DELIVERY_TIMEOUT_S), *only(devices)],
     ).start()
     publishers = [DevicePublisher(stack, d).__enter__() for d in devices]
     pacer = Pacer(publishers, rate_per_s=80)
@@ -114,7 +116,7 @@ def test_sigterm_finishes_in_flight_work_and_restart_duplicates_nothing(
     devices = register_devices(stack, unique, 3)
     ids = {d.device_id for d in devices}
     since = end_offsets(stack, topics.TELEMETRY)
-    bridge = bridges(f"gs-{unique}")
+    bridge = bridges(f"gs-{unique}", extra=only(devices))
     # First run keeps its session on SIGTERM (no --leave), so what arrives meanwhile waits.
     bridge.argv.remove("--leave")
     bridge.start()
