@@ -25,6 +25,11 @@ from fleetwatch.settings import Settings
 
 SESSION_EXPIRY_S = 3600
 
+#: paho's threaded loop waits in select(), which cannot watch descriptors >= 1024 (FD_SETSIZE);
+#: each client holds three (socket + wake-up socket pair), so ~340 clients is a hard ceiling
+#: per process (measured: the 341st never connects). Stay well below it.
+MAX_CLIENTS_PER_PROCESS = 250
+
 
 @dataclass
 class PublishStats:
@@ -61,6 +66,8 @@ class Connection:
         self.window = max_inflight
         self.client.max_queued_messages_set(0)  # unbounded outbox: nothing is dropped while offline
         self.client.reconnect_delay_set(min_delay=1, max_delay=4)
+        # hundreds of clients in one process share the GIL: CONNACK handling can lag seconds
+        self.client.connect_timeout = 30.0
         self.client.on_publish = self._on_publish
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -144,6 +151,11 @@ class Sender:
             ]
             self._pool = pool
         else:
+            if len(devices) > MAX_CLIENTS_PER_PROCESS:
+                raise ValueError(
+                    f"{len(devices)} per-device connections in one process: paho's select() loop "
+                    f"handles at most {MAX_CLIENTS_PER_PROCESS}; use more processes or svc-admin"
+                )
             for device_id, password in devices.items():
                 self.connections[device_id] = Connection(
                     settings, f"fw-{client_tag}-{device_id}", device_id, password

@@ -247,6 +247,12 @@ def fleet_cmd(
     console.print(f"generated {ds.count():,} messages in {generated:.1f} s")
     if limit:
         _truncate(ds, limit)
+    if not admin and vehicles > processes * _mqtt.MAX_CLIENTS_PER_PROCESS:
+        processes = -(-vehicles // _mqtt.MAX_CLIENTS_PER_PROCESS)
+        console.print(
+            f"per-device connections: using {processes} processes "
+            f"(at most {_mqtt.MAX_CLIENTS_PER_PROCESS} paho clients fit in one process)"
+        )
     _publish_dataset(
         ds, rate, processes, connections if admin else 0,
         f"fleet of {vehicles:,} -> MQTT ({processes} process(es), "
