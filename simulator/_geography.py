@@ -17,7 +17,7 @@ import random
 from dataclasses import dataclass, field
 
 import shapely.affinity
-from shapely.geometry import LineString, Point, Polygon
+from shapely.geometry import Point, Polygon
 from shapely.prepared import prep
 
 #: metres per degree of latitude (mean, good to ~0.5 % at 32 N which is all we need).
@@ -283,7 +283,3 @@ def straight(
     """Points along a straight line (for spur roads the grid does not have)."""
     n = max(1, int(haversine_m(a[0], a[1], b[0], b[1]) / step_m))
     return [(a[0] + (b[0] - a[0]) * k / n, a[1] + (b[1] - a[1]) * k / n) for k in range(n + 1)]
-
-
-def line_inside(region: Polygon, points: list[tuple[float, float]]) -> bool:
-    return region.contains(LineString([(lon, lat) for lat, lon in points]))

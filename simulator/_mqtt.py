@@ -18,8 +18,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from fleetwatch.settings import Settings
 
@@ -59,7 +61,7 @@ class Connection:
     def __init__(
         self, settings: Settings, client_id: str, username: str, password: str, max_inflight: int = 100
     ) -> None:
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         self.username = username
         self.client.username_pw_set(username, password)
         self.client.max_inflight_messages_set(max_inflight)
@@ -78,14 +80,14 @@ class Connection:
         self.connects = 0
         self.refused: str | None = None
         self.connected = threading.Event()
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         self.client.connect_async(
             settings.mqtt_host, settings.mqtt_port, keepalive=30, clean_start=False, properties=props
         )
         self.client.loop_start()
 
-    def _on_connect(self, _c: object, _u: object, _f: object, reason: mqtt.ReasonCode, _p: object) -> None:
+    def _on_connect(self, _c: object, _u: object, _f: object, reason: ReasonCode, _p: object) -> None:
         if reason.is_failure:
             self.refused = str(reason)
             return
@@ -95,7 +97,7 @@ class Connection:
     def _on_disconnect(self, _c: object, _u: object, _f: object, _reason: object, _p: object) -> None:
         self.connected.clear()
 
-    def _on_publish(self, _c: object, _u: object, _mid: int, reason: mqtt.ReasonCode, _p: object) -> None:
+    def _on_publish(self, _c: object, _u: object, _mid: int, reason: ReasonCode, _p: object) -> None:
         with self._lock:
             if reason.is_failure:
                 self.failed += 1
@@ -285,13 +287,8 @@ def _worker(
         settings, source(shard, n), devices, rate=rate / n, admin_connections=admin_connections,
         on_progress=progress, client_tag=f"sim{shard}",
     )  # fmt: skip
-    result[5 * shard : 5 * shard + 5] = [
-        stats.sent,
-        stats.acked,
-        stats.failed,
-        stats.seconds,
-        stats.connections,
-    ]  # type: ignore[index]
+    row = [stats.sent, stats.acked, stats.failed, stats.seconds, stats.connections]
+    result[5 * shard : 5 * shard + 5] = row  # type: ignore[index]
 
 
 def publish_parallel(

@@ -592,7 +592,7 @@ def _area_order(run: Run, pts: list[Sample]) -> str | None:
 
 
 def _truth_dwell(run: Run, seen: list[Sample], world: World) -> list[dict[str, Any]]:
-    out = []
+    out: list[dict[str, Any]] = []
     shapes = [(p, p.shape()) for p in world.geo.places]
     visit: list[Sample] = []
     where = None
@@ -626,7 +626,7 @@ def _truth_dwell(run: Run, seen: list[Sample], world: World) -> list[dict[str, A
 
 
 def _truth_depot(run: Run, seen: list[Sample]) -> list[dict[str, Any]]:
-    out = []
+    out: list[dict[str, Any]] = []
     u = run.vehicle.unit
     valid = [s for s in seen if s.valid]
     if not valid:

@@ -94,9 +94,9 @@ def build_world(seed: int, nanjing: int, zhenjiang: int = 0, namespace: str = ""
     if namespace:
         plate_base += int(hashlib.sha256(namespace.encode()).hexdigest(), 16) % 8 * 10000
     vehicles: list[Vehicle] = []
-    for city, count in (("js.nj", nanjing), ("js.zj", zhenjiang)):
-        cobj = geo.city(city)
-        city_units = [u for u in units if u.city == city]
+    for city_id, count in (("js.nj", nanjing), ("js.zj", zhenjiang)):
+        cobj = geo.city(city_id)
+        city_units = [u for u in units if u.city == city_id]
         for i in range(count):
             device_id = f"{namespace}{cobj.device_prefix}{i + 1:05d}"
             vehicles.append(
@@ -169,6 +169,7 @@ def zone_documents(world: World) -> dict[str, dict[str, Any]]:
         for c in world.geo.cities
     ]
     sensitive = []
+    geom: dict[str, Any]
     for p in world.geo.places:
         if p.polygon:
             geom = {"type": "Polygon", "coordinates": [_ring([(lon, lat) for lat, lon in p.corners()])]}
