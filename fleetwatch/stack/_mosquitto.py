@@ -195,6 +195,7 @@ def render_conf(settings: Settings, p: Paths, as_root: bool) -> str:
         "data_dir": p.data,
         "password_file": p.passwd,
         "acl_file": p.acl,
+        "max_queued_messages": settings.mqtt_max_queued_messages,
         # As root mosquitto drops to its own user; it then re-reads these files on SIGHUP.
         "user_line": f"user {_OS_USER}" if as_root else "",
     })

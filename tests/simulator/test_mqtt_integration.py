@@ -21,6 +21,7 @@ from fleetwatch.settings import Settings
 from simulator import _mqtt
 from simulator._dataset import Dataset, build_scenarios
 from simulator._faults import FaultConfig
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -170,19 +171,13 @@ class PrivateBroker:
             self.proc = None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def private_broker(
     tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[tuple[PrivateBroker, Settings]]:
     if shutil.which("mosquitto") is None or shutil.which("mosquitto_passwd") is None:
         request.getfixturevalue("stack")  # `stack up` installs the Debian package
-    port = _free_port()
+    port = free_port()
     (tmp_path / "data").mkdir()
     (tmp_path / "secrets").mkdir()
     admin_password = "test-admin-" + str(port)

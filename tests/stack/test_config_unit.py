@@ -97,13 +97,14 @@ def test_registry_format_is_sorted_csv() -> None:
 
 
 def test_mosquitto_conf_and_acl(tmp_path: Path) -> None:
-    settings = Settings(stack_dir=tmp_path, mqtt_port=18830)
+    settings = Settings(stack_dir=tmp_path, mqtt_port=18830, mqtt_max_queued_messages=2_500_000)
     p = _mosquitto.paths(settings)
     conf = _mosquitto.render_conf(settings, p, as_root=True)
     assert "listener 18830 127.0.0.1" in conf
     assert "persistence true" in conf
     assert f"persistence_location {p.data}/" in conf
-    assert "max_queued_messages 100000" in conf
+    assert "max_queued_messages 2500000" in conf
+    assert "max_queued_messages 1000000" in _mosquitto.render_conf(Settings(stack_dir=tmp_path), p, True)
     assert "allow_anonymous false" in conf
     assert "user mosquitto" in conf
     assert "user mosquitto" not in _mosquitto.render_conf(settings, p, as_root=False)

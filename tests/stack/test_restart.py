@@ -7,9 +7,7 @@ engineers use is never taken down; the code path is the same `ensure_up` / `down
 from __future__ import annotations
 
 import os
-import random
 import shutil
-import socket
 import tempfile
 import threading
 import time
@@ -25,31 +23,9 @@ from paho.mqtt.properties import Properties
 
 from fleetwatch.settings import Settings
 from fleetwatch.stack import add_devices, down, ensure_up, status
+from tests.ports import free_ports
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def _free_ports(n: int) -> list[int]:
-    ports: list[int] = []
-    while len(ports) < n:
-        port = _free_port()
-        if port not in ports:
-            ports.append(port)
-    return ports
-
-
-def _free_port() -> int:
-    """A free port BELOW Linux's ephemeral range (32768+): a port from bind(0) can be taken again by
-    any client's outgoing connection before the service binds it (seen under parallel test load)."""
-    for _ in range(200):
-        port = random.randint(20000, 32000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 20000-32000")
 
 
 @pytest.fixture
@@ -57,7 +33,7 @@ def private_stack(stack: Settings) -> Iterator[Settings]:
     # Outside pytest's 0700 tmp dirs: the postgres and mosquitto OS users must reach it.
     directory = Path(tempfile.mkdtemp(prefix="fw-stack-test-", dir="/tmp"))
     os.chmod(directory, 0o755)
-    mqtt_port, kafka_port, controller_port, pg_port = _free_ports(4)
+    mqtt_port, kafka_port, controller_port, pg_port = free_ports(4)
     settings = Settings(
         stack_dir=directory,
         mqtt_port=mqtt_port,
