@@ -10,6 +10,7 @@ from typing import Annotated
 
 import orjson
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import Progress, TaskID
 from rich.table import Table
@@ -149,9 +150,16 @@ def score_cmd(
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None
     report = score(truth_lines, alert_list)
-    table = Table(title=f"score: {alerts.name} vs {truth.name} (overlap, ±120 s)")
-    for col in ("type", "expected", "must-not", "alerts", "true", "found", "precision", "recall", "extra"):
-        table.add_column(col, justify="left" if col == "type" else "right")
+    table = Table(
+        title=f"score: {alerts.name} vs {truth.name} (overlap, ±120 s)",
+        caption="exp: truth lines · not: must-not spans · TP: alerts matching truth · "
+        "found: truth lines matched · prec: precision · extra: further alerts per violation",
+        box=box.SIMPLE_HEAD,
+    )
+    # Alert type names must stay whole on an 80-column terminal; the figures are short.
+    table.add_column("type", no_wrap=True)
+    for col in ("exp", "not", "alerts", "TP", "found", "prec", "recall", "extra"):
+        table.add_column(col, justify="right", min_width=len(col))
     worst = 1.0
     for kind in sorted(report.by_type):
         r = report.by_type[kind]
