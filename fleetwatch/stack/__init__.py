@@ -13,7 +13,7 @@ from rich.console import Console
 from fleetwatch.settings import Settings
 
 from . import _kafka, _mosquitto, _postgres
-from ._common import ServiceStatus, StackError, file_lock
+from ._common import ServiceStatus, StackError, file_lock, place_stack_dir
 from ._mosquitto import DeviceRowError
 from ._secrets import ensure_secrets
 
@@ -81,7 +81,7 @@ def ensure_up(settings: Settings, console: Console | None = None) -> list[Servic
 
     Raises StackError naming the service, what failed and its log file.
     """
-    stack = settings.stack_dir.resolve()
+    stack = place_stack_dir(settings.stack_dir)
     stack.mkdir(parents=True, exist_ok=True)
     stack.chmod(0o755)  # the postgres/mosquitto OS users must traverse it
     apt_log = _install_log(settings)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import re
 import shutil
@@ -120,6 +121,44 @@ def check_traversable(path: Path, service: str, os_user: str) -> None:
         if parent.exists() and not parent.stat().st_mode & stat.S_IXOTH:
             raise StackError(service, f"{parent} is not traversable by the {os_user} OS user: "
                              f"`chmod o+x {parent}` or set FLEETWATCH_STACK_DIR elsewhere")
+
+
+#: Where the stack lives when the checkout itself is out of the service users' reach.
+RELOCATED_ROOT = Path("/var/lib/fleetwatch")
+#: PostgreSQL's socket is <stack>/pg/run/.s.PGSQL.<port> and sun_path holds 107 bytes.
+_MAX_STACK_PATH = 80
+
+
+def _traversable(path: Path) -> bool:
+    return all(not p.exists() or p.stat().st_mode & stat.S_IXOTH for p in path.parents)
+
+
+def place_stack_dir(stack_dir: Path) -> Path:
+    """Make ``stack_dir`` usable by the services' OS users; return its real path.
+
+    Mosquitto and PostgreSQL drop to their own users, which must walk every directory above
+    their data, and PostgreSQL's socket path must fit in 107 bytes. A checkout under a private
+    home (``/root`` is 0700) or a deep path fails both, so as root such a stack dir becomes a
+    symlink to ``/var/lib/fleetwatch/<hash of its path>``: everything stays reachable through
+    ``stack_dir`` and nobody's permissions are loosened.
+    """
+    real = stack_dir.resolve()
+    if stack_dir.is_symlink() or not is_root():
+        return real
+    if _traversable(real) and len(str(real)) <= _MAX_STACK_PATH:
+        return real
+    if real.exists() and any(real.iterdir()):
+        raise StackError("stack", f"{real} is out of reach of the mosquitto/postgres OS users (or too long "
+                         "for a unix socket) and already holds data: move it, or set FLEETWATCH_STACK_DIR")
+    target = RELOCATED_ROOT / hashlib.sha1(str(real).encode()).hexdigest()[:12]
+    target.mkdir(parents=True, exist_ok=True)
+    for directory in (RELOCATED_ROOT, target):
+        directory.chmod(0o755)
+    if real.exists():
+        real.rmdir()
+    real.parent.mkdir(parents=True, exist_ok=True)
+    real.symlink_to(target, target_is_directory=True)
+    return target
 
 
 def port_open(host: str, port: int, timeout: float = 0.3) -> bool:
