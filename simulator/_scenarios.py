@@ -13,7 +13,8 @@ from typing import Any
 
 import chinese_calendar
 import shapely
-from shapely.geometry import MultiPoint, Point, mapping
+import shapely.affinity
+from shapely.geometry import MultiPoint, Point, Polygon, mapping
 
 from fleetwatch.records import DispatchOrder, OrderStatus
 from simulator._geography import (
@@ -548,41 +549,75 @@ def _truth_off_hours(run: Run, seen: list[Sample]) -> list[dict[str, Any]]:
     return out
 
 
-def _truth_out_of_area(run: Run, seen: list[Sample], world: World) -> list[dict[str, Any]]:
-    region = world.geo.city(run.vehicle.city).polygon
-    out = []
-    current: list[Sample] = []
+@dataclass
+class _Excursion:
+    """An open out-of-area excursion, tracked like the detector tracks one."""
 
-    def close() -> None:
-        span = current[-1].t - current[0].t
-        if len(current) >= OUT_OF_AREA_MIN_FIXES and span >= OUT_OF_AREA_MIN_S:
-            start, end = current[0].t, current[-1].t
-            exempt = _area_order(run, current)
-            note = f"{len(current)} fixes beyond the {REGION_BUFFER_M:.0f} m buffer"
-            if exempt:
-                out.append(_line(run, "out_of_area", start, end, f"covered by order {exempt}", expect=False))
-            else:
-                out.append(_line(run, "out_of_area", start, end, note))
+    beyond: list[Sample]  # fixes outside by more than the buffer: they qualify it and place it
+    last_out: Sample  # last fix outside at all: the excursion's end
+    inside_since: int | None = None  # first fix of the current run of inside fixes
+    inside_fixes: int = 0
+
+
+def _truth_out_of_area(run: Run, seen: list[Sample], world: World) -> list[dict[str, Any]]:
+    """Excursions per the semantics table: one starts at the first fix beyond the buffer and ends
+    only when a fix is inside by more than the buffer, or the vehicle has been inside for
+    OUT_OF_AREA_MIN_S and OUT_OF_AREA_MIN_FIXES fixes, so jitter across the boundary within the
+    buffer never splits one. Its end is the last fix outside before returning."""
+    region = world.geo.city(run.vehicle.city).polygon
+    out: list[dict[str, Any]] = []
+
+    def close(x: _Excursion) -> None:
+        span = x.beyond[-1].t - x.beyond[0].t
+        if len(x.beyond) < OUT_OF_AREA_MIN_FIXES or span < OUT_OF_AREA_MIN_S:
+            return
+        start, end = x.beyond[0].t, x.last_out.t
+        exempt = _area_order(run, x.beyond, start, end)
+        if exempt:
+            out.append(_line(run, "out_of_area", start, end, f"covered by order {exempt}", expect=False))
+        else:
+            note = f"{len(x.beyond)} fixes beyond the {REGION_BUFFER_M:.0f} m buffer"
+            out.append(_line(run, "out_of_area", start, end, note))
 
     valid = [s for s in seen if s.valid]
     inside = shapely.contains_xy(region, [s.lon for s in valid], [s.lat for s in valid]) if valid else []
+    x: _Excursion | None = None
     for s, is_in in zip(valid, inside, strict=True):
         d = 0.0 if is_in else distance_outside_m(region, s.lat, s.lon)
-        if d > REGION_BUFFER_M:
-            current.append(s)
-        elif d == 0.0 and current:
-            close()
-            current = []
-    if current:
-        close()
+        if x is None:
+            if d > REGION_BUFFER_M:
+                x = _Excursion(beyond=[s], last_out=s)
+            continue
+        if d > 0.0:
+            x.last_out, x.inside_since, x.inside_fixes = s, None, 0
+            if d > REGION_BUFFER_M:
+                x.beyond.append(s)
+            continue
+        if x.inside_since is None:
+            x.inside_since = s.t
+        x.inside_fixes += 1
+        settled = s.t - x.inside_since >= OUT_OF_AREA_MIN_S and x.inside_fixes >= OUT_OF_AREA_MIN_FIXES
+        if settled or _distance_inside_m(region, s.lat, s.lon) > REGION_BUFFER_M:
+            close(x)
+            x = None
+    if x is not None:
+        close(x)
     return out
 
 
-def _area_order(run: Run, pts: list[Sample]) -> str | None:
+def _distance_inside_m(region: Polygon, lat: float, lon: float) -> float:
+    """Metres from a point inside the region to its boundary, in a tangent plane at the point."""
+    kx, ky = m_per_deg_lon(lat), M_PER_DEG_LAT
+    local = shapely.affinity.scale(region, xfact=kx, yfact=ky, origin=(lon, lat))
+    return float(local.boundary.distance(Point(lon, lat)))
+
+
+def _area_order(run: Run, pts: list[Sample], start_t: int, end_t: int) -> str | None:
+    """An approved order overlapping [start_t, end_t] whose destination area holds every point."""
     from shapely.geometry import shape
 
-    start = datetime.fromtimestamp(pts[0].t, TZ)
-    end = datetime.fromtimestamp(pts[-1].t, TZ)
+    start = datetime.fromtimestamp(start_t, TZ)
+    end = datetime.fromtimestamp(end_t, TZ)
     for o in run.orders:
         if o.destination_area and o.overlaps(start, end):
             area = shape(o.destination_area)

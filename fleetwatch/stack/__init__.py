@@ -113,12 +113,24 @@ def _ensure_up_locked(settings: Settings, progress: _Progress, apt_log: Path) ->
                   lambda: _postgres.ensure_up(settings, secrets_["pg_password"]))
 
 
-def down(settings: Settings, console: Console | None = None) -> dict[str, bool]:
-    """Stop all services (data kept); returns service -> whether it was running."""
+def down(
+    settings: Settings, console: Console | None = None, services: Iterable[str] = SERVICES
+) -> dict[str, bool]:
+    """Stop services (all by default; data kept); returns service -> whether it was running.
+
+    Stopping one service (``services=("kafka",)``) is how outage tests take a real broker away;
+    `ensure_up` brings it back.
+    """
+    wanted = set(services)
+    unknown = wanted - set(SERVICES)
+    if unknown:
+        raise ValueError(f"unknown service(s) {sorted(unknown)}; the stack has {', '.join(SERVICES)}")
     progress = _Progress(console, {name: log_path(settings, name) for name in SERVICES})
     stopped: dict[str, bool] = {}
     # Reverse start order: consumers of Kafka/PG may be the bridge fed by Mosquitto.
     for name, stop in (("postgres", _postgres.stop), ("kafka", _kafka.stop), ("mosquitto", _mosquitto.stop)):
+        if name not in wanted:
+            continue
         stopped[name] = progress.step(f"{name}: stop", lambda stop=stop: stop(settings),  # type: ignore[misc]
                                       lambda was: "stopped" if was else "was not running")
     return stopped

@@ -67,10 +67,17 @@ def up() -> None:
 
 
 @stack_app.command("down")
-def down_cmd() -> None:
-    """Stop all services cleanly; data stays in the stack directory."""
+def down_cmd(
+    services: Annotated[
+        list[str] | None, typer.Argument(help=f"only these ({', '.join(SERVICES)}); default all")
+    ] = None,
+) -> None:
+    """Stop services cleanly (all by default); data stays in the stack directory."""
     try:
-        down(Settings(), console)
+        down(Settings(), console, services or SERVICES)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
     except StackError as exc:
         raise _fail(exc) from None
 

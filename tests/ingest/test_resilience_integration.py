@@ -7,7 +7,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 import pytest
 
@@ -25,23 +25,39 @@ DELIVERY_TIMEOUT_S = 10
 
 
 @contextmanager
-def kafka_frozen(settings: Settings) -> Iterator[int]:
+def kafka_frozen(settings: Settings) -> Iterator[None]:
     """Freeze the stack's Kafka JVM (SIGSTOP) and always thaw it (SIGCONT), even if the test fails.
 
-    The stack package has no public stop/start for a single service, and a frozen broker is the
-    harsher case for a client anyway: connections stay open and requests just never answer.
+    The harsher case for a client: connections stay open and requests just never answer.
     """
     kafka = next(s for s in fw_stack.status(settings) if s.service == "kafka")
     assert kafka.state == "running" and kafka.pid, f"Kafka is not running under the stack: {kafka}"
     os.kill(kafka.pid, signal.SIGSTOP)
     try:
-        yield kafka.pid
+        yield
     finally:
         os.kill(kafka.pid, signal.SIGCONT)
 
 
+@contextmanager
+def kafka_stopped(settings: Settings) -> Iterator[None]:
+    """Stop the stack's Kafka for real (connections refused) and always bring it back."""
+    assert fw_stack.down(settings, services=("kafka",)) == {"kafka": True}, "Kafka was not running"
+    try:
+        yield
+    finally:
+        fw_stack.ensure_up(settings)
+
+
+OUTAGES: dict[str, Callable[[Settings], AbstractContextManager[None]]] = {
+    "frozen": kafka_frozen,
+    "stopped": kafka_stopped,
+}
+
+
+@pytest.mark.parametrize("outage", sorted(OUTAGES))
 def test_kill9_and_kafka_outage_lose_no_fix(
-    stack: Settings, unique: str, bridges: Callable[..., BridgeProcess]
+    stack: Settings, unique: str, bridges: Callable[..., BridgeProcess], outage: str
 ) -> None:
     devices = register_devices(stack, unique, 4)
     ids = {d.device_id for d in devices}
@@ -63,7 +79,7 @@ def test_kill9_and_kafka_outage_lose_no_fix(
         time.sleep(3)
         bridge.start()
         time.sleep(4)
-        with kafka_frozen(stack):
+        with OUTAGES[outage](stack):
             deadline = time.monotonic() + KAFKA_OUTAGE_S
             while time.monotonic() < deadline:
                 in_flight_seen.append(bridge.metrics()["in_flight"])
@@ -95,14 +111,15 @@ def test_kill9_and_kafka_outage_lose_no_fix(
     assert got == expected
     records = fixes_of(stack, topics.TELEMETRY, ids, since=since, bridge=bridge.instance)
     dupes = sum(n - 1 for n in Counter((f.device_id, f.seq) for *_, f in records).values())
-    # Back-pressure: while Kafka was frozen the bridge held at most ReceiveMaximum messages.
+    # Back-pressure: while Kafka was away the bridge held at most ReceiveMaximum messages.
     assert max(in_flight_seen) <= RECEIVE_MAXIMUM
-    assert max(in_flight_seen) > 0, "Kafka freeze never backed anything up (test did not test)"
+    assert max(in_flight_seen) > 0, f"Kafka {outage} never backed anything up (test did not test)"
     assert metrics.get("send_retries", 0) > 0, (
         "no send failed during a 30 s outage with a 10 s delivery timeout"
     )
     print(
-        f"\nresilience: sent={total_sent} distinct_in_kafka={len(got)} records={len(records)} "
+        f"\nresilience (kafka {outage} {KAFKA_OUTAGE_S:g} s): sent={total_sent} "
+        f"distinct_in_kafka={len(got)} records={len(records)} "
         f"duplicates={dupes} max_in_flight_during_outage={max(in_flight_seen):g} "
         f"(receive_maximum={RECEIVE_MAXIMUM}) caught_up_after={caught_up_s:.1f}s "
         f"redelivered={metrics.get('redelivered', 0):g} send_retries={metrics.get('send_retries', 0):g} "

@@ -59,3 +59,10 @@ def test_logs_rejects_unknown_service() -> None:
     result = runner.invoke(app, ["stack", "logs", "redis"])
     assert result.exit_code == 1
     assert "unknown 'redis'" in result.output
+
+
+def test_down_refuses_an_unknown_service_and_stops_nothing() -> None:
+    result = runner.invoke(app, ["stack", "down", "kafak"])
+    assert result.exit_code == 2
+    assert "unknown service(s) ['kafak']" in result.output
+    assert "stop" not in result.output
