@@ -29,15 +29,7 @@ def _root() -> None:
 
 def _register_all() -> None:
     for module_name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            # Only tolerate the command module itself not existing yet (work in progress);
-            # a missing dependency inside it is a real error.
-            if exc.name and (module_name + ".").startswith(exc.name + "."):
-                continue
-            raise
-        module.register(app)
+        importlib.import_module(module_name).register(app)
 
 
 _register_all()
