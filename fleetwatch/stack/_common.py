@@ -115,22 +115,23 @@ def file_lock(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def _blocking_parent(path: Path) -> Path | None:
+    """The first existing directory above ``path`` that other users cannot pass, if any."""
+    return next((p for p in path.parents if p.exists() and not p.stat().st_mode & stat.S_IXOTH), None)
+
+
 def check_traversable(path: Path, service: str, os_user: str) -> None:
     """The service drops to ``os_user``: every directory above its data must let that user pass."""
-    for parent in path.parents:
-        if parent.exists() and not parent.stat().st_mode & stat.S_IXOTH:
-            raise StackError(service, f"{parent} is not traversable by the {os_user} OS user: "
-                             f"`chmod o+x {parent}` or set FLEETWATCH_STACK_DIR elsewhere")
+    parent = _blocking_parent(path)
+    if parent is not None:
+        raise StackError(service, f"{parent} is not traversable by the {os_user} OS user: "
+                         f"`chmod o+x {parent}` or set FLEETWATCH_STACK_DIR elsewhere")
 
 
 #: Where the stack lives when the checkout itself is out of the service users' reach.
 RELOCATED_ROOT = Path("/var/lib/fleetwatch")
 #: PostgreSQL's socket is <stack>/pg/run/.s.PGSQL.<port> and sun_path holds 107 bytes.
 _MAX_STACK_PATH = 80
-
-
-def _traversable(path: Path) -> bool:
-    return all(not p.exists() or p.stat().st_mode & stat.S_IXOTH for p in path.parents)
 
 
 def place_stack_dir(stack_dir: Path) -> Path:
@@ -145,7 +146,7 @@ def place_stack_dir(stack_dir: Path) -> Path:
     real = stack_dir.resolve()
     if stack_dir.is_symlink() or not is_root():
         return real
-    if _traversable(real) and len(str(real)) <= _MAX_STACK_PATH:
+    if _blocking_parent(real) is None and len(str(real)) <= _MAX_STACK_PATH:
         return real
     if real.exists() and any(real.iterdir()):
         raise StackError("stack", f"{real} is out of reach of the mosquitto/postgres OS users (or too long "
