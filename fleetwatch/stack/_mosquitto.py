@@ -7,16 +7,17 @@ import contextlib
 import csv
 import hashlib
 import hmac
-import os
+import json
 import re
 import secrets
 import shutil
-import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fleetwatch.settings import Settings
 
@@ -54,8 +55,7 @@ _DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 class Paths:
     root: Path
     conf: Path
-    passwd: Path
-    acl: Path
+    dynsec: Path
     data: Path
     pid: Path
     log: Path
@@ -68,8 +68,7 @@ def paths(settings: Settings) -> Paths:
     return Paths(
         root=root,
         conf=root / "mosquitto.conf",
-        passwd=root / "passwd",
-        acl=root / "acl",
+        dynsec=root / "dynamic-security.json",
         data=root / "data",
         pid=root / "mosquitto.pid",
         log=stack / "logs" / "mosquitto.log",
@@ -78,45 +77,117 @@ def paths(settings: Settings) -> Paths:
 
 
 # --------------------------------------------------------------------------------------------
-# password file (pure)
+# accounts and rights: the dynamic-security plugin's config (pure)
 # --------------------------------------------------------------------------------------------
+#
+# Mosquitto's acl_file accepts every SUBSCRIBE and checks read access only at delivery: a device
+# that joins the bridge's shared-subscription group makes the broker drop that group's share of
+# messages. The dynamic-security plugin (in Debian's package) refuses a SUBSCRIBE it does not
+# allow, with a reason code. Its ACLs belong to roles and 2.0.11 does not expand %u in them, so
+# each device gets a one-line role of its own: publish to its telemetry topic, nothing else.
+
+DYNSEC_PLUGIN = "mosquitto_dynamic_security.so"
+_DEVICE_ROLE = "device-"
+#: What an account may do unless one of its roles says otherwise (the plugin's own defaults,
+#: spelled out): no publishing, no subscribing; delivery is governed by the subscription.
+DYNSEC_TOPIC = "$CONTROL/dynamic-security/v1"
+DEFAULT_ACCESS = {"publishClientSend": False, "publishClientReceive": True, "subscribe": False,
+                  "unsubscribe": True}
 
 
-def hash_password(username: str, password: str, salt: bytes | None = None,
-                  iterations: int = _PW_ITERATIONS) -> str:
-    """One password-file line in mosquitto's ``$7$`` (PBKDF2-SHA512) format."""
+def hash_password(password: str, salt: bytes | None = None, iterations: int = _PW_ITERATIONS
+                  ) -> dict[str, object]:
+    """The plugin's password fields: base64 PBKDF2-HMAC-SHA512 digest, base64 salt, iterations."""
     salt = salt if salt is not None else secrets.token_bytes(_PW_SALT_BYTES)
     digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
-    return (f"{username}:$7${iterations}${base64.b64encode(salt).decode()}"
-            f"${base64.b64encode(digest).decode()}")
+    return {"password": base64.b64encode(digest).decode(), "salt": base64.b64encode(salt).decode(),
+            "iterations": iterations}
 
 
-def verify_password(line: str, password: str) -> bool:
-    """Whether a password-file line accepts ``password`` (False for formats we do not write)."""
+def verify_password(client: dict[str, Any], password: str) -> bool:
+    """Whether a plugin client entry accepts ``password``."""
     try:
-        _, hashed = line.split(":", 1)
-        _, kind, iterations, salt_b64, digest_b64 = hashed.split("$")
-        if kind != "7":
-            return False
-        digest = hashlib.pbkdf2_hmac("sha512", password.encode(), base64.b64decode(salt_b64),
-                                     int(iterations))
-    except ValueError:
+        digest = hashlib.pbkdf2_hmac("sha512", password.encode(), base64.b64decode(client["salt"]),
+                                     int(client["iterations"]))
+        return hmac.compare_digest(digest, base64.b64decode(client["password"]))
+    except (KeyError, TypeError, ValueError):
         return False
-    return hmac.compare_digest(digest, base64.b64decode(digest_b64))
 
 
-def parse_passwd(text: str) -> dict[str, str]:
-    """username -> full line, keeping file order."""
-    entries: dict[str, str] = {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if line and not line.startswith("#") and ":" in line:
-            entries[line.split(":", 1)[0]] = line
-    return entries
+def _acl(acltype: str, topic: str) -> dict[str, object]:
+    return {"acltype": acltype, "topic": topic, "allow": True}
 
 
-def format_passwd(entries: dict[str, str]) -> str:
-    return "".join(line + "\n" for line in entries.values())
+def service_roles(settings: Settings) -> dict[str, list[dict[str, object]]]:
+    """Role name (= service account name) -> its ACLs; every other SUBSCRIBE is refused."""
+    telemetry = settings.mqtt_topic_prefix
+    control = "$CONTROL/dynamic-security/#"
+    return {
+        # Only the bridge group's shared subscription (a shared filter is matched whole).
+        settings.mqtt_bridge_user: [_acl("subscribePattern", f"$share/+/{telemetry}/+")],
+        settings.mqtt_notifier_user: [_acl("publishClientSend", f"{NOTIFY_PREFIX}/#")],
+        # Tests and load tools; also the one account that manages accounts at runtime.
+        settings.mqtt_admin_user: [
+            _acl("publishClientSend", "fleetwatch/#"), _acl("subscribePattern", "fleetwatch/#"),
+            _acl("subscribePattern", "$share/+/fleetwatch/#"),
+            _acl("publishClientSend", control), _acl("subscribePattern", control),
+            _acl("publishClientReceive", control),
+        ],
+    }
+
+
+def device_role(settings: Settings, device_id: str) -> dict[str, Any]:
+    return {"rolename": _DEVICE_ROLE + device_id,
+            "acls": [_acl("publishClientSend", settings.telemetry_topic(device_id))]}
+
+
+def _client(username: str, password: str, role: str, previous: dict[str, Any] | None) -> dict[str, Any]:
+    """A client entry; an unchanged password keeps its hash, so an unchanged config stays byte-equal."""
+    same = previous is not None and verify_password(previous, password)
+    hashed = {k: previous[k] for k in ("password", "salt", "iterations")} if same and previous else \
+        hash_password(password)
+    return {"username": username, **hashed, "roles": [{"rolename": role}]}
+
+
+def render_dynsec(settings: Settings, accounts: dict[str, str], current: dict[str, Any] | None = None,
+                  devices: Iterable[tuple[str, str]] = (), remove: Iterable[str] = ()) -> dict[str, Any]:
+    """The whole plugin config: service accounts and roles from code, device accounts kept from
+    ``current`` plus ``devices`` (device_id, password) minus ``remove``."""
+    current = current or {}
+    clients = {c["username"]: c for c in current.get("clients", [])}
+    roles = {r["rolename"]: r for r in current.get("roles", [])}
+    for user, password in accounts.items():
+        clients[user] = _client(user, password, user, clients.get(user))
+    for name, acls in service_roles(settings).items():
+        roles[name] = {"rolename": name, "acls": acls}
+    for device_id, password in devices:
+        role = device_role(settings, device_id)
+        clients[device_id] = _client(device_id, password, role["rolename"], clients.get(device_id))
+        roles[role["rolename"]] = role
+    for device_id in remove:
+        clients.pop(device_id, None)
+        roles.pop(_DEVICE_ROLE + device_id, None)
+    return {"clients": list(clients.values()), "roles": list(roles.values()), "groups": [],
+            "defaultACLAccess": DEFAULT_ACCESS}
+
+
+def read_dynsec(path: Path) -> dict[str, Any]:
+    return dict(json.loads(path.read_text())) if path.exists() else {}
+
+
+def device_commands(settings: Settings, devices: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Plugin control commands that add or update device accounts on a running broker."""
+    commands: list[dict[str, Any]] = []
+    for device_id, password in devices:
+        role = device_role(settings, device_id)
+        commands += [
+            {"command": "createRole", **role},
+            {"command": "createClient", "username": device_id, "password": password,
+             "roles": [{"rolename": role["rolename"]}]},
+            # createClient refuses an existing account: this makes a re-added device's password current.
+            {"command": "setClientPassword", "username": device_id, "password": password},
+        ]
+    return commands
 
 
 class DeviceRowError(ValueError):
@@ -188,45 +259,90 @@ def service_accounts(settings: Settings, secrets_: dict[str, str]) -> dict[str, 
     }
 
 
-def render_conf(settings: Settings, p: Paths, as_root: bool) -> str:
+def plugin_path() -> Path:
+    """Debian's dynamic-security plugin (multiarch directory under /usr/lib)."""
+    lib = Path("/usr/lib")
+    found = sorted(lib.glob(f"*/{DYNSEC_PLUGIN}")) or sorted(lib.glob(DYNSEC_PLUGIN))
+    if not found:
+        raise StackError(SERVICE, f"{DYNSEC_PLUGIN} not found under /usr/lib (mosquitto's package has it)")
+    return found[0]
+
+
+def render_conf(settings: Settings, p: Paths, as_root: bool, plugin: Path) -> str:
     return render_template(("mosquitto", "mosquitto.conf.tmpl"), {
         "host": settings.mqtt_host,
         "port": settings.mqtt_port,
         "data_dir": p.data,
-        "password_file": p.passwd,
-        "acl_file": p.acl,
+        "plugin": plugin,
+        "dynsec_file": p.dynsec,
         "max_queued_messages": settings.mqtt_max_queued_messages,
-        # As root mosquitto drops to its own user; it then re-reads these files on SIGHUP.
+        # As root mosquitto drops to its own user, which must be able to rewrite the plugin's file.
         "user_line": f"user {_OS_USER}" if as_root else "",
     })
 
 
-def render_acl(settings: Settings) -> str:
-    return render_template(("mosquitto", "acl.tmpl"), {
-        "bridge_user": settings.mqtt_bridge_user,
-        "notifier_user": settings.mqtt_notifier_user,
-        "admin_user": settings.mqtt_admin_user,
-        "telemetry_prefix": settings.mqtt_topic_prefix,
-        "notify_prefix": NOTIFY_PREFIX,
-    })
-
-
-def _write_private(path: Path, text: str) -> bool:
-    changed = write_if_changed(path, text, 0o600)
+def _write_private(path: Path, config: dict[str, Any]) -> bool:
+    changed = write_if_changed(path, json.dumps(config, indent=1, ensure_ascii=False) + "\n", 0o600)
     chown_to(path, _OS_USER)
     return changed
 
 
-def _sync_service_accounts(p: Paths, accounts: dict[str, str]) -> bool:
-    entries = parse_passwd(p.passwd.read_text()) if p.passwd.exists() else {}
-    changed = False
-    for user, password in accounts.items():
-        if user not in entries or not verify_password(entries[user], password):
-            entries[user] = hash_password(user, password)
-            changed = True
-    if changed or not p.passwd.exists():
-        _write_private(p.passwd, format_passwd(entries))
-    return changed
+def _service_part(settings: Settings, config: dict[str, Any]) -> tuple[object, ...]:
+    """What `stack up` owns in the plugin's file (the plugin may add keys of its own when it saves)."""
+    names = set(service_roles(settings))
+    clients = sorted((c["username"], c.get("password"), [r["rolename"] for r in c.get("roles", [])])
+                     for c in config.get("clients", []) if c["username"] in names)
+    roles = sorted((r["rolename"], sorted((a["acltype"], a["topic"], a.get("allow")) for a in r["acls"]))
+                   for r in config.get("roles", []) if r["rolename"] in names)
+    return (clients, roles, config.get("defaultACLAccess"))
+
+
+def control(settings: Settings, commands: list[dict[str, Any]], timeout_s: float = 30.0) -> None:
+    """Run dynamic-security commands on the running broker as svc-admin; raise on any refusal.
+
+    The plugin never re-reads its file while running (not even on SIGHUP), so accounts change
+    through its control topic. "already exists" / "not found" replies are the idempotent cases.
+    """
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    if not commands:
+        return
+    tag = secrets.token_hex(8)
+    for number, command in enumerate(commands):
+        command["correlationData"] = f"{tag}-{number}"
+    replies: dict[str, dict[str, Any]] = {}
+    subscribed = threading.Event()
+    done = threading.Event()
+
+    def on_message(_c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
+        for reply in json.loads(msg.payload).get("responses", []):
+            if str(reply.get("correlationData", "")).startswith(tag):
+                replies[reply["correlationData"]] = reply
+        if len(replies) == len(commands):
+            done.set()
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"fw-dynsec-{tag}", protocol=mqtt.MQTTv5)
+    client.username_pw_set(settings.mqtt_admin_user, settings.secret("mqtt_admin_password"))
+    client.on_message = on_message
+    client.on_subscribe = lambda *_: subscribed.set()
+    client.connect(settings.mqtt_host, settings.mqtt_port, keepalive=30)
+    client.loop_start()
+    try:
+        client.subscribe(DYNSEC_TOPIC + "/response", qos=1)
+        if not subscribed.wait(timeout_s):
+            raise StackError(SERVICE, "no SUBACK for the dynamic-security response topic")
+        client.publish(DYNSEC_TOPIC, json.dumps({"commands": commands}), qos=1)
+        if not done.wait(timeout_s):
+            raise StackError(SERVICE, f"dynamic-security answered {len(replies)} of {len(commands)} "
+                             f"commands within {timeout_s:g} s")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    refused = [f"{r['command']}: {r['error']}" for r in replies.values()
+               if r.get("error") and not re.search(r"already exists|not found", r["error"])]
+    if refused:
+        raise StackError(SERVICE, "dynamic-security refused: " + "; ".join(refused[:5]), paths(settings).log)
 
 
 # --------------------------------------------------------------------------------------------
@@ -277,7 +393,7 @@ def _healthy(settings: Settings, user: str, password: str) -> bool:
 
 
 def ensure_up(settings: Settings, secrets_: dict[str, str]) -> str:
-    """Render config, sync service accounts, start or reload the broker; return what happened."""
+    """Render config and accounts, start the broker (restart it if they changed); return what happened."""
     p = paths(settings)
     for d in (p.root, p.data, p.log.parent):
         d.mkdir(parents=True, exist_ok=True)
@@ -286,36 +402,36 @@ def ensure_up(settings: Settings, secrets_: dict[str, str]) -> str:
         check_traversable(p.root, SERVICE, _OS_USER)
     chown_to(p.root, _OS_USER)
     chown_to(p.data, _OS_USER, recursive=True)
-    conf_changed = write_if_changed(p.conf, render_conf(settings, p, as_root))
-    acl_changed = _write_private(p.acl, render_acl(settings))
-    with _lock(p):
-        pw_changed = _sync_service_accounts(p, service_accounts(settings, secrets_))
+    conf_changed = write_if_changed(p.conf, render_conf(settings, p, as_root, plugin_path()))
     if not p.registry.exists():
         write_if_changed(p.registry, format_registry({}))
-
     admin = (settings.mqtt_admin_user, secrets_["mqtt_admin_password"])
-    pid = read_pid(p.pid, str(p.conf))
-    if pid is not None:
-        if conf_changed:
+    with _lock(p):
+        current = read_dynsec(p.dynsec)
+        wanted = render_dynsec(settings, service_accounts(settings, secrets_), current)
+        pid = read_pid(p.pid, str(p.conf))
+        # While it runs the plugin owns its file: a changed service account or role means a
+        # restart (clean: sessions and queued messages are saved and restored).
+        if pid is not None and (conf_changed or _service_part(settings, wanted) !=
+                                _service_part(settings, current)):
             stop(settings)
             pid = None
-        elif acl_changed or pw_changed:
-            os.kill(pid, signal.SIGHUP)
-    if pid is not None:
-        if wait_until(lambda: _healthy(settings, *admin), 10):
-            return "running"
-        raise StackError(SERVICE, f"pid {pid} runs but refuses svc-admin on port {settings.mqtt_port}", p.log)
-
-    if port_open(settings.mqtt_host, settings.mqtt_port):
-        raise StackError(SERVICE, f"port {settings.mqtt_host}:{settings.mqtt_port} is held by another "
-                         "process (the system mosquitto: `systemctl disable --now mosquitto`; or another "
-                         "checkout's stack: `fleetwatch stack down` there); or set FLEETWATCH_MQTT_PORT")
-    with open(p.log, "a") as fh:
-        fh.write(f"\n--- fleetwatch stack: starting mosquitto {time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
-    new_pid = spawn(["mosquitto", "-c", str(p.conf)], p.log, p.pid)
-    if not wait_until(lambda: _healthy(settings, *admin), 15, alive=lambda: pid_alive(new_pid)):
-        state = "exited" if not pid_alive(new_pid) else "does not accept svc-admin"
-        raise StackError(SERVICE, f"broker {state} after start on port {settings.mqtt_port}", p.log)
+        if pid is not None:
+            if wait_until(lambda: _healthy(settings, *admin), 10):
+                return "running"
+            raise StackError(SERVICE, f"pid {pid} runs but refuses svc-admin on port {settings.mqtt_port}",
+                             p.log)
+        _write_private(p.dynsec, wanted)
+        if port_open(settings.mqtt_host, settings.mqtt_port):
+            raise StackError(SERVICE, f"port {settings.mqtt_host}:{settings.mqtt_port} is held by another "
+                             "process (the system mosquitto: `systemctl disable --now mosquitto`; or another "
+                             "checkout's stack: `fleetwatch stack down` there); or set FLEETWATCH_MQTT_PORT")
+        with open(p.log, "a") as fh:
+            fh.write(f"\n--- fleetwatch stack: starting mosquitto {time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
+        new_pid = spawn(["mosquitto", "-c", str(p.conf)], p.log, p.pid)
+        if not wait_until(lambda: _healthy(settings, *admin), 15, alive=lambda: pid_alive(new_pid)):
+            state = "exited" if not pid_alive(new_pid) else "does not accept svc-admin"
+            raise StackError(SERVICE, f"broker {state} after start on port {settings.mqtt_port}", p.log)
     return "started"
 
 
@@ -329,62 +445,52 @@ def stop(settings: Settings) -> bool:
     return True
 
 
-def reload(settings: Settings) -> None:
-    pid = read_pid(paths(settings).pid, str(paths(settings).conf))
-    if pid is not None:
-        os.kill(pid, signal.SIGHUP)
-
-
 def _lock(p: Paths) -> contextlib.AbstractContextManager[None]:
     return file_lock(p.root.parent / "locks" / "mosquitto-accounts.lock")
 
 
+def _reserved(settings: Settings) -> set[str]:
+    return {settings.mqtt_bridge_user, settings.mqtt_notifier_user, settings.mqtt_admin_user}
+
+
 def add_devices(settings: Settings, rows: Iterable[tuple[str, str, str]]) -> int:
-    """Add or update device accounts and the registry; reload a running broker. Returns the count."""
+    """Add or update device accounts (each with its own publish-only role) and the registry.
+
+    On a running broker the accounts work when this returns; otherwise the plugin's file is
+    edited and `stack up` starts the broker with them. Returns the count.
+    """
     p = paths(settings)
-    reserved = (settings.mqtt_bridge_user, settings.mqtt_notifier_user, settings.mqtt_admin_user)
-    devices = validate_devices(rows, reserved)
+    devices = validate_devices(rows, _reserved(settings))
     p.root.mkdir(parents=True, exist_ok=True)
+    credentials = [(device_id, password) for device_id, _, password in devices]
     with _lock(p):
-        _add_devices_locked(settings, p, devices)
+        if read_pid(p.pid, str(p.conf)) is not None:
+            control(settings, device_commands(settings, credentials))
+        else:
+            _write_private(p.dynsec, render_dynsec(settings, {}, read_dynsec(p.dynsec), devices=credentials))
+        registry = read_registry(p.registry)
+        registry.update((device_id, vehicle_id) for device_id, vehicle_id, _ in devices)
+        write_if_changed(p.registry, format_registry(registry))
     return len(devices)
 
 
-def _add_devices_locked(settings: Settings, p: Paths, devices: list[tuple[str, str, str]]) -> None:
-    entries = parse_passwd(p.passwd.read_text()) if p.passwd.exists() else {}
-    registry = read_registry(p.registry)
-    for device_id, vehicle_id, password in devices:
-        if device_id not in entries or not verify_password(entries[device_id], password):
-            entries[device_id] = hash_password(device_id, password)
-        registry[device_id] = vehicle_id
-    _write_private(p.passwd, format_passwd(entries))
-    write_if_changed(p.registry, format_registry(registry))
-    if read_pid(p.pid, str(p.conf)) is not None and devices:
-        reload(settings)
-        # SIGHUP is handled asynchronously: callers expect the new accounts to work on return.
-        device_id, _, password = devices[-1]
-        if not wait_until(lambda: _healthy(settings, device_id, password), 10):
-            raise StackError(SERVICE, f"reloaded broker does not accept new device {device_id!r}", p.log)
-
-
 def remove_devices(settings: Settings, device_ids: Iterable[str]) -> int:
-    """Drop device accounts and their registry rows; reload a running broker. Returns how many existed."""
+    """Drop device accounts, their roles and registry rows. Returns how many were registered."""
     p = paths(settings)
-    reserved = {settings.mqtt_bridge_user, settings.mqtt_notifier_user, settings.mqtt_admin_user}
     ids = list(device_ids)
     for device_id in ids:
-        if device_id in reserved:
+        if device_id in _reserved(settings):
             raise DeviceRowError(0, "device_id", device_id, "service accounts cannot be removed")
     with _lock(p):
-        entries = parse_passwd(p.passwd.read_text()) if p.passwd.exists() else {}
+        if read_pid(p.pid, str(p.conf)) is not None:
+            control(settings, [command for device_id in ids for command in (
+                {"command": "deleteClient", "username": device_id},
+                {"command": "deleteRole", "rolename": device_role(settings, device_id)["rolename"]})])
+        else:
+            _write_private(p.dynsec, render_dynsec(settings, {}, read_dynsec(p.dynsec), remove=ids))
         registry = read_registry(p.registry)
-        removed = 0
-        for device_id in ids:
-            removed += int(entries.pop(device_id, None) is not None)
-            registry.pop(device_id, None)
-        _write_private(p.passwd, format_passwd(entries))
+        removed = sum(registry.pop(device_id, None) is not None for device_id in ids)
         write_if_changed(p.registry, format_registry(registry))
-        reload(settings)
     return removed
 
 

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from fleetwatch.cli import app
 from fleetwatch.settings import Settings
 from fleetwatch.stack import remove_devices
-from fleetwatch.stack._mosquitto import paths, read_registry, verify_password
+from fleetwatch.stack._mosquitto import paths, read_dynsec, read_registry, verify_password
 
 runner = CliRunner()
 
@@ -38,8 +38,8 @@ def test_devices_add_from_csv(stack: Settings, unique: str, tmp_path: Path) -> N
         assert "3 device account(s)" in result.output
         registry = read_registry(paths(stack).registry)
         assert registry[ids[2]] == f"苏A{unique[:4]}2"
-        entries = {line.split(":", 1)[0]: line for line in paths(stack).passwd.read_text().splitlines()}
-        assert verify_password(entries[ids[1]], "pw1")
+        clients = {c["username"]: c for c in read_dynsec(paths(stack).dynsec)["clients"]}
+        assert verify_password(clients[ids[1]], "pw1")  # the plugin saved the account it created
     finally:
         remove_devices(stack, ids)
 

@@ -1,10 +1,11 @@
-"""Pure pieces of the stack: template rendering, mosquitto password file, device rows, Kafka/PG config."""
+"""Pure pieces of the stack: templates, mosquitto accounts and rights, device rows, Kafka/PG config."""
 
 from __future__ import annotations
 
 import base64
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,11 +14,13 @@ from fleetwatch.stack import _kafka, _mosquitto, _postgres
 from fleetwatch.stack._common import render
 from fleetwatch.stack._mosquitto import DeviceRowError
 
-# Written by the real `mosquitto_passwd -b` (2.0.11) for user dev-0001, password s3cret.
-MOSQUITTO_PASSWD_LINE = (
-    "dev-0001:$7$101$Aw1C6CshdcDKEgJE$Gahx2jhqHS8sg9a/DrHy/qlwiYHS62zIfAARCDRBXBJ6P4kmW++FRjjFv9CRbnEhJHft+"
-    "6bJikimjL+21IY3iA=="
-)
+# Written by the real `mosquitto_ctrl dynsec init FILE admin adminpw` (2.0.11).
+MOSQUITTO_CTRL_CLIENT = {
+    "username": "admin",
+    "password": "7MG5AHkwTjlEIl4+korrxYtpAeqtsByyaL+GFY7h91hdudnvEo1jL8C/GNUC/iMADbvPToYRfrx3NK8cPGJ8OQ==",
+    "salt": "ey3AMfLNAu2a2bHl",
+    "iterations": 101,
+}
 
 
 def test_render_fills_placeholders() -> None:
@@ -31,30 +34,67 @@ def test_render_rejects_missing_and_unused_values() -> None:
         render("{{a}}", {"a": 1, "c": 2})
 
 
-def test_hash_password_matches_mosquitto_passwd() -> None:
-    salt = base64.b64decode(MOSQUITTO_PASSWD_LINE.split("$")[3])
-    assert _mosquitto.hash_password("dev-0001", "s3cret", salt=salt) == MOSQUITTO_PASSWD_LINE
+def test_hash_password_matches_mosquitto_ctrl() -> None:
+    salt = base64.b64decode(MOSQUITTO_CTRL_CLIENT["salt"])  # type: ignore[arg-type]
+    hashed = _mosquitto.hash_password("adminpw", salt=salt)
+    assert hashed == {k: MOSQUITTO_CTRL_CLIENT[k] for k in ("password", "salt", "iterations")}
 
 
 def test_verify_password_accepts_right_and_rejects_wrong() -> None:
-    assert _mosquitto.verify_password(MOSQUITTO_PASSWD_LINE, "s3cret")
-    assert not _mosquitto.verify_password(MOSQUITTO_PASSWD_LINE, "s3cret2")
-    assert not _mosquitto.verify_password("dev:$6$abc$def", "s3cret")
+    assert _mosquitto.verify_password(MOSQUITTO_CTRL_CLIENT, "adminpw")
+    assert not _mosquitto.verify_password(MOSQUITTO_CTRL_CLIENT, "adminpw2")
+    assert not _mosquitto.verify_password({"username": "x"}, "adminpw")
 
 
 def test_fresh_hashes_use_random_salt() -> None:
-    a = _mosquitto.hash_password("d", "pw")
-    b = _mosquitto.hash_password("d", "pw")
-    assert a != b
-    assert re.fullmatch(r"d:\$7\$101\$[A-Za-z0-9+/=]{16}\$[A-Za-z0-9+/=]{88}", a)
+    a = _mosquitto.hash_password("pw")
+    b = _mosquitto.hash_password("pw")
+    assert a["salt"] != b["salt"]
+    assert re.fullmatch(r"[A-Za-z0-9+/=]{88}", str(a["password"]))
     assert _mosquitto.verify_password(a, "pw")
 
 
-def test_passwd_round_trip_keeps_order_and_ignores_comments() -> None:
-    text = "# c\nb:$7$1$x$y\n\na:$7$1$x$z\n"
-    entries = _mosquitto.parse_passwd(text)
-    assert list(entries) == ["b", "a"]
-    assert _mosquitto.format_passwd(entries) == "b:$7$1$x$y\na:$7$1$x$z\n"
+def _acls(config: dict[str, Any], role: str) -> set[tuple[str, str]]:
+    (entry,) = [r for r in config["roles"] if r["rolename"] == role]
+    return {(a["acltype"], a["topic"]) for a in entry["acls"] if a["allow"]}
+
+
+def test_dynsec_config_gives_each_account_only_what_it_needs() -> None:
+    settings = Settings()
+    accounts = {"svc-bridge": "b", "svc-notifier": "n", "svc-admin": "a"}
+    config = _mosquitto.render_dynsec(settings, accounts, devices=[("dev-1", "p1")])
+    # Nothing is allowed unless a role says so: a device can publish to its own topic and
+    # subscribe to nothing (a SUBSCRIBE is refused at SUBSCRIBE time, with a reason code).
+    assert config["defaultACLAccess"]["subscribe"] is False
+    assert config["defaultACLAccess"]["publishClientSend"] is False
+    assert _acls(config, "device-dev-1") == {("publishClientSend", "fleetwatch/v1/telemetry/dev-1")}
+    assert _acls(config, "svc-bridge") == {("subscribePattern", "$share/+/fleetwatch/v1/telemetry/+")}
+    assert _acls(config, "svc-notifier") == {("publishClientSend", "fleetwatch/v1/notify/#")}
+    assert ("subscribePattern", "$CONTROL/dynamic-security/#") in _acls(config, "svc-admin")
+    clients = {c["username"]: c for c in config["clients"]}
+    assert [r["rolename"] for r in clients["dev-1"]["roles"]] == ["device-dev-1"]
+    assert _mosquitto.verify_password(clients["svc-bridge"], "b")
+    assert _mosquitto.verify_password(clients["dev-1"], "p1")
+
+
+def test_dynsec_config_keeps_unchanged_hashes_and_removes_devices() -> None:
+    settings = Settings()
+    accounts = {"svc-bridge": "b", "svc-notifier": "n", "svc-admin": "a"}
+    first = _mosquitto.render_dynsec(settings, accounts, devices=[("dev-1", "p1"), ("dev-2", "p2")])
+    again = _mosquitto.render_dynsec(settings, accounts, first)
+    assert again == first  # same passwords: byte-equal file, so `stack up` restarts nothing
+    changed = _mosquitto.render_dynsec(settings, {**accounts, "svc-bridge": "b2"}, first, remove=["dev-2"])
+    clients = {c["username"]: c for c in changed["clients"]}
+    assert _mosquitto.verify_password(clients["svc-bridge"], "b2")
+    assert "dev-2" not in clients
+    assert "device-dev-2" not in {r["rolename"] for r in changed["roles"]}
+
+
+def test_device_commands_create_or_update_an_account_with_its_role() -> None:
+    commands = _mosquitto.device_commands(Settings(), [("dev-1", "p1")])
+    assert [c["command"] for c in commands] == ["createRole", "createClient", "setClientPassword"]
+    assert commands[0]["acls"][0]["topic"] == "fleetwatch/v1/telemetry/dev-1"
+    assert commands[1]["roles"] == [{"rolename": "device-dev-1"}]
 
 
 def test_validate_devices_last_row_wins() -> None:
@@ -96,23 +136,22 @@ def test_registry_format_is_sorted_csv() -> None:
     assert _mosquitto.format_registry({"b": "苏A2", "a": "苏A1"}) == "device_id,vehicle_id\na,苏A1\nb,苏A2\n"
 
 
-def test_mosquitto_conf_and_acl(tmp_path: Path) -> None:
+def test_mosquitto_conf(tmp_path: Path) -> None:
     settings = Settings(stack_dir=tmp_path, mqtt_port=18830, mqtt_max_queued_messages=2_500_000)
     p = _mosquitto.paths(settings)
-    conf = _mosquitto.render_conf(settings, p, as_root=True)
+    plugin = Path("/usr/lib/x/mosquitto_dynamic_security.so")
+    conf = _mosquitto.render_conf(settings, p, True, plugin)
     assert "listener 18830 127.0.0.1" in conf
     assert "persistence true" in conf
     assert f"persistence_location {p.data}/" in conf
     assert "max_queued_messages 2500000" in conf
-    assert "max_queued_messages 1000000" in _mosquitto.render_conf(Settings(stack_dir=tmp_path), p, True)
+    default = _mosquitto.render_conf(Settings(stack_dir=tmp_path), p, True, plugin)
+    assert "max_queued_messages 1000000" in default
     assert "allow_anonymous false" in conf
+    assert f"plugin {plugin}\nplugin_opt_config_file {p.dynsec}\n" in conf
+    assert "\nacl_file" not in conf and "\npassword_file" not in conf
     assert "user mosquitto" in conf
-    assert "user mosquitto" not in _mosquitto.render_conf(settings, p, as_root=False)
-    acl = _mosquitto.render_acl(settings)
-    assert "pattern write fleetwatch/v1/telemetry/%u" in acl
-    assert "user svc-bridge\ntopic read fleetwatch/v1/telemetry/#" in acl
-    assert "user svc-notifier\ntopic write fleetwatch/v1/notify/#" in acl
-    assert "user svc-admin\ntopic readwrite fleetwatch/#" in acl
+    assert "user mosquitto" not in _mosquitto.render_conf(settings, p, False, plugin)
 
 
 def test_kafka_properties(tmp_path: Path) -> None:
@@ -173,9 +212,9 @@ def test_concurrent_add_devices_lose_nothing(tmp_path: Path) -> None:
     for t in threads:
         t.join()
     p = _mosquitto.paths(settings)
-    entries = _mosquitto.parse_passwd(p.passwd.read_text())
-    assert len(entries) == 40
-    assert _mosquitto.verify_password(entries["d3-4"], "p34")
+    clients = {c["username"]: c for c in _mosquitto.read_dynsec(p.dynsec)["clients"]}
+    assert len(clients) == 40
+    assert _mosquitto.verify_password(clients["d3-4"], "p34")
     assert len(_mosquitto.read_registry(p.registry)) == 40
     assert remove_devices(settings, ["d3-4", "nope"]) == 1
     assert "d3-4" not in _mosquitto.read_registry(p.registry)
