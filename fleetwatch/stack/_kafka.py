@@ -187,7 +187,7 @@ def ensure_topics(settings: Settings, topics: tuple[TopicSpec, ...] = TOPICS) ->
     """Make the project's topics match the one list in code; return what was changed.
 
     Creates missing topics; raises the partition count and resets retention / cleanup policy of
-    existing ones that differ (a client with auto-create may have made a topic with defaults
+    existing ones that differ (someone may have created one by hand with broker defaults
     before this ran). Partitions are never reduced (Kafka cannot): that is reported as an error.
     """
     from kafka import KafkaAdminClient

@@ -163,6 +163,7 @@ def test_kafka_properties(tmp_path: Path) -> None:
     assert props["controller.quorum.voters"] == "1@127.0.0.1:29093"
     assert props["log.dirs"] == str(tmp_path / "data")
     assert props["offsets.topic.replication.factor"] == "1"
+    assert props["auto.create.topics.enable"] == "false"
 
 
 def test_kafka_bootstrap_must_be_host_port() -> None:

@@ -21,6 +21,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from fleetwatch.kafka_io import create_topic
 from fleetwatch.settings import Settings
 from fleetwatch.stack import add_devices, down, ensure_up, status
 from tests.ports import free_ports
@@ -87,6 +88,7 @@ def test_down_then_up_keeps_kafka_postgres_and_queued_mqtt(private_stack: Settin
     pub.disconnect()
 
     # Kafka and PostgreSQL.
+    create_topic(settings, "restart.test")  # topics are created on purpose: auto-create is off
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True)
     meta = producer.send("restart.test", value=b"before-restart").get(timeout=30)
     producer.close()

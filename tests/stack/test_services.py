@@ -13,6 +13,7 @@ import psycopg
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from fleetwatch.kafka_io import create_topic
 from fleetwatch.records import Fix, parse_fix
 from fleetwatch.settings import Settings
 from fleetwatch.stack import add_devices, remove_devices
@@ -180,10 +181,11 @@ def test_registry_lists_added_devices(stack: Settings, two_devices: tuple[str, s
 
 @pytest.fixture
 def scratch_topic(stack: Settings, unique: str) -> Iterator[str]:
-    """A per-test topic name (auto-created on first produce), deleted afterwards."""
+    """A per-test topic (created on purpose: the broker does not auto-create), deleted afterwards."""
     from kafka import KafkaAdminClient
 
     name = f"test.stack.{unique}"
+    create_topic(stack, name)
     yield name
     admin = KafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap)
     try:
@@ -294,8 +296,25 @@ def test_timescaledb_edition_is_reported(stack: Settings) -> None:
     assert row is not None and row[0] in ("apache", "timescale")
 
 
-def test_ensure_topics_repairs_an_auto_created_topic(stack: Settings, unique: str) -> None:
-    """A client with auto-create can make a project topic with broker defaults before `stack up`."""
+def test_kafka_does_not_auto_create_a_mistyped_topic(stack: Settings, unique: str) -> None:
+    from kafka.errors import KafkaTimeoutError
+
+    name = f"test.stack.typo.{unique}"
+    producer = KafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all", max_block_ms=3000)
+    try:
+        with pytest.raises(KafkaTimeoutError):
+            producer.send(name, b"lost?").get(timeout=10)
+    finally:
+        producer.close(timeout=5)
+    consumer = KafkaConsumer(bootstrap_servers=stack.kafka_bootstrap)
+    try:
+        assert name not in consumer.topics()
+    finally:
+        consumer.close()
+
+
+def test_ensure_topics_repairs_a_topic_made_with_other_settings(stack: Settings, unique: str) -> None:
+    """Someone created a project topic by hand with broker defaults: `stack up` brings it in line."""
     from kafka import KafkaAdminClient
     from kafka.admin import ConfigResource, ConfigResourceType
 
@@ -303,9 +322,7 @@ def test_ensure_topics_repairs_an_auto_created_topic(stack: Settings, unique: st
     from fleetwatch.topics import TopicSpec
 
     name = f"test.stack.reconcile.{unique}"
-    producer = KafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all")
-    producer.send(name, b"auto-created").get(timeout=30)
-    producer.close()
+    create_topic(stack, name, 1)
     spec = TopicSpec(name, 4, 3_600_000, "compact,delete")
     changes = ensure_topics(stack, (spec,))
     assert any("partitions 1 -> 4" in c for c in changes)
