@@ -154,10 +154,43 @@ def _load(raw: bytes | str | dict[str, Any]) -> dict[str, Any]:
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise ContractError("malformed_json", None, _preview(raw), f"not valid JSON: {exc}") from None
+        raise _json_error(raw, exc) from None
     if not isinstance(obj, dict):
         raise ContractError("malformed_json", None, _preview(raw), "expected a JSON object")
     return obj
+
+
+#: JSON has no NaN or Infinity, but many encoders (Python's json, JavaScript) write them.
+_NON_FINITE = re.compile(r"-?(?:NaN|Infinity)")
+_FIELD_BEFORE = re.compile(r'"([^"\\]{1,64})"\s*:\s*$')
+
+
+def _json_error(raw: bytes | str, exc: orjson.JSONDecodeError) -> ContractError:
+    """Say what is wrong in terms of the sender's mistake, not the parser's state."""
+    if isinstance(raw, bytes):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            return ContractError(
+                "malformed_json", None, raw[:16].hex(" "),
+                f"not UTF-8 text: byte 0x{raw[bad.start]:02x} at offset {bad.start} of {len(raw)} "
+                "(a fix is JSON in UTF-8; binary or GBK-encoded payloads are refused)",
+            )  # fmt: skip
+    else:
+        text = raw
+    start = exc.pos - 1 if text[exc.pos - 1 : exc.pos] == "-" else exc.pos  # orjson points past a sign
+    non_finite = _NON_FINITE.match(text, start)
+    if non_finite:
+        name = _FIELD_BEFORE.search(text, 0, start)
+        return ContractError(
+            "malformed_json", name.group(1) if name else None, non_finite.group(),
+            f"{non_finite.group()} is not a JSON number (JSON has no NaN or Infinity; "
+            "leave an unknown value out instead)",
+        )  # fmt: skip
+    return ContractError(
+        "malformed_json", None, _preview(raw),
+        f"not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
+    )  # fmt: skip
 
 
 def _preview(raw: bytes | str) -> str:

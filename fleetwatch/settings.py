@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     # --- contract limits -----------------------------------------------------------------
     max_future_seconds: float = 300.0
     max_speed_kmh: float = 250.0
+    #: The bridge dead-letters bigger MQTT payloads as ``too_large`` before parsing them. A fix is
+    #: ~250 bytes; Mosquitto itself refuses packets over 1 MiB (``max_packet_size``).
+    ingest_max_payload_bytes: int = 16 * 1024
 
     def secret(self, name: str) -> str:
         """Return the secret ``name`` from the environment-backed field or the stack's secrets dir."""

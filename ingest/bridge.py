@@ -46,10 +46,6 @@ log = logging.getLogger("fleetwatch.ingest")
 
 SHARE_GROUP = "fleetwatch-bridge"
 
-#: Rejected payloads larger than this are cut before dead-lettering so the DLQ record always fits
-#: in a Kafka request; the original size is kept in the message.
-DLQ_PAYLOAD_LIMIT = 256 * 1024
-
 
 @dataclass(frozen=True, slots=True)
 class BridgeConfig:
@@ -359,6 +355,7 @@ class Bridge:
             now=work.received_at,
             max_future=timedelta(seconds=self.settings.max_future_seconds),
             max_speed_kmh=self.settings.max_speed_kmh,
+            max_payload_bytes=self.settings.ingest_max_payload_bytes,
         )
         if isinstance(valid, Fix):
             return (self.config.telemetry_topic, valid.key, valid.to_json(), "produced")
@@ -366,18 +363,9 @@ class Bridge:
 
     def _dead_letter(self, work: _Work, rejection: Rejection) -> tuple[str, bytes, bytes, str]:
         self.metrics.reject(rejection.code)
-        payload = work.payload
-        if len(payload) > DLQ_PAYLOAD_LIMIT:
-            rejection = Rejection(
-                rejection.code,
-                rejection.field,
-                rejection.reason,
-                f"{rejection.message} [payload of {len(payload)} bytes cut to {DLQ_PAYLOAD_LIMIT}]",
-            )
-            payload = payload[:DLQ_PAYLOAD_LIMIT]
         letter = DeadLetter.of(
             rejection,
-            payload=payload,
+            payload=work.payload,
             source_topic=work.topic,
             received_at=work.received_at,
             bridge=self.config.instance,

@@ -15,6 +15,11 @@ from ingest.validate import Rejection
 
 DEAD_LETTER_VERSION = 1
 
+#: Rejected payloads larger than this are cut before dead-lettering so the DLQ record always fits
+#: in a Kafka request (the broker admits MQTT packets up to 1 MiB); the record says so in
+#: ``truncated`` and ``original_size``.
+KEEP_BYTES = 256 * 1024
+
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
@@ -28,11 +33,21 @@ class DeadLetter:
     received_at: datetime
     payload: bytes
     bridge: str
+    #: Size of the message as received; ``payload`` holds its first ``KEEP_BYTES`` when ``truncated``.
+    original_size: int
+    truncated: bool
     v: int = DEAD_LETTER_VERSION
 
     @classmethod
     def of(
-        cls, rejection: Rejection, *, payload: bytes, source_topic: str, received_at: datetime, bridge: str
+        cls,
+        rejection: Rejection,
+        *,
+        payload: bytes,
+        source_topic: str,
+        received_at: datetime,
+        bridge: str,
+        keep_bytes: int = KEEP_BYTES,
     ) -> DeadLetter:
         return cls(
             code=rejection.code,
@@ -41,8 +56,10 @@ class DeadLetter:
             message=rejection.message,
             source_topic=source_topic,
             received_at=received_at,
-            payload=payload,
+            payload=payload[:keep_bytes],
             bridge=bridge,
+            original_size=len(payload),
+            truncated=len(payload) > keep_bytes,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -56,6 +73,8 @@ class DeadLetter:
             "received_at": format_timestamp(self.received_at),
             # base64 because a rejected payload need not be UTF-8 or JSON at all.
             "payload_b64": base64.b64encode(self.payload).decode("ascii"),
+            "original_size": self.original_size,
+            "truncated": self.truncated,
             "bridge": self.bridge,
         }
 
@@ -82,6 +101,13 @@ def parse_dead_letter(raw: bytes | str) -> DeadLetter:
         payload = base64.b64decode(obj["payload_b64"], validate=True)
     except (binascii.Error, ValueError):
         raise ContractError("bad_value", "payload_b64", obj["payload_b64"], "not valid base64") from None
+    # Letters written before these two fields existed always held the whole payload.
+    original_size = obj.get("original_size", len(payload))
+    truncated = obj.get("truncated", False)
+    if isinstance(original_size, bool) or not isinstance(original_size, int) or original_size < len(payload):
+        raise ContractError("bad_value", "original_size", original_size, "must be an int >= the kept size")
+    if not isinstance(truncated, bool):
+        raise ContractError("bad_type", "truncated", truncated, "expected true or false")
     return DeadLetter(
         code=obj["code"],
         field=obj.get("field"),
@@ -91,4 +117,6 @@ def parse_dead_letter(raw: bytes | str) -> DeadLetter:
         received_at=parse_timestamp(obj["received_at"], "received_at"),
         payload=payload,
         bridge=obj["bridge"],
+        original_size=original_size,
+        truncated=truncated,
     )

@@ -17,6 +17,7 @@ BAD_TOPIC = "bad_topic"
 TOPIC_DEVICE_MISMATCH = "topic_device_mismatch"
 UNKNOWN_DEVICE = "unknown_device"
 VEHICLE_MISMATCH = "vehicle_mismatch"
+TOO_LARGE = "too_large"
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,12 +115,22 @@ def check_fix(
     now: datetime,
     max_future: timedelta,
     max_speed_kmh: float,
+    max_payload_bytes: int,
 ) -> Fix | Rejection:
     """Parse ``payload`` against the v1 contract and check that its identity matches its sender."""
     sender = topic_device(topic, topic_prefix)
     if sender is None:
         return Rejection(
             BAD_TOPIC, None, "not a telemetry topic", f"topic {topic!r} is not {topic_prefix}/<device_id>"
+        )
+    if len(payload) > max_payload_bytes:
+        # Checked before parsing: a fix is ~250 bytes, and megabytes of JSON cost real time.
+        return Rejection(
+            TOO_LARGE,
+            None,
+            f"payload over the bridge's {max_payload_bytes}-byte limit",
+            f"payload of {len(payload)} bytes is over the {max_payload_bytes}-byte limit "
+            "(FLEETWATCH_INGEST_MAX_PAYLOAD_BYTES; a fix is a few hundred bytes)",
         )
     try:
         fix = parse_fix(payload, now=now, max_future=max_future, max_speed_kmh=max_speed_kmh)
@@ -130,7 +141,8 @@ def check_fix(
             TOPIC_DEVICE_MISMATCH,
             "device_id",
             "device_id differs from the account that published it",
-            f"field 'device_id': {fix.device_id!r} published on {sender!r}'s topic",
+            f"field 'device_id' says {fix.device_id!r} but the message came from device {sender!r} "
+            f"(topic {topic})",
         )
     registered = registry.vehicle_of(sender)
     if registered is None:

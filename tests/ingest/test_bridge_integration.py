@@ -11,7 +11,7 @@ import pytest
 from fleetwatch import topics
 from fleetwatch.kafka_io import end_offsets, read_topic
 from fleetwatch.settings import Settings
-from ingest.deadletter import parse_dead_letter
+from ingest.deadletter import KEEP_BYTES, parse_dead_letter
 from tests.ingest.helpers import (
     BridgeProcess,
     DevicePublisher,
@@ -52,6 +52,11 @@ def test_valid_fixes_arrive_in_order_and_bad_ones_are_dead_lettered(
         (a.device_id, fix_json(b, 9005), "topic_device_mismatch"),
         (a.device_id, fix_json(a, 9006, vehicle_id=b.vehicle_id), "vehicle_mismatch"),
         (b.device_id, fix_json(b, 9007, vehicle_id="苏A00000"), "vehicle_mismatch"),
+        # A valid fix padded with a 20 KB unknown field, and 300 KB of junk (cut in the DLQ).
+        (a.device_id, fix_json(a, 9008, blob="x" * 20_000), "too_large"),
+        (a.device_id, b"j" * 300_000, "too_large"),
+        (a.device_id, fix_json(a, 9009).replace(b'"lon":118.78', b'"lon":NaN'), "malformed_json"),
+        (a.device_id, bytes(range(256)) * 16, "malformed_json"),
     ]
     bridge = bridges(f"it-{unique}", extra=only(devices))
     with bridge:
@@ -94,14 +99,21 @@ def test_valid_fixes_arrive_in_order_and_bad_ones_are_dead_lettered(
     ]
     found = {(dl.source_topic, dl.payload): dl for dl in letters}
     for device_id, payload, code in bad:
-        letter = found.get((stack.telemetry_topic(device_id), payload))
+        letter = found.get((stack.telemetry_topic(device_id), payload[:KEEP_BYTES]))
         assert letter is not None, f"{code} payload from {device_id} not in the DLQ"
         assert letter.code == code, (letter.code, letter.message)
         assert letter.message and letter.reason
+        assert letter.original_size == len(payload)
+        assert letter.truncated == (len(payload) > KEEP_BYTES)
+    messages = {letter.code + ":" + letter.message for letter in letters}
+    assert any("field 'lon': NaN is not a JSON number" in m for m in messages), messages
+    assert any("not UTF-8 text: byte 0x80 at offset 128 of 4096" in m for m in messages), messages
+    assert any("payload of 300000 bytes is over the 16384-byte limit" in m for m in messages), messages
     assert not any(fix.seq >= 9000 for *_, fix in got), "a rejected fix leaked into the telemetry topic"
 
     # The counters agree with what happened.
     assert metrics["produced"] >= FIXES_PER_DEVICE * len(devices)
     assert metrics["rejected:vehicle_mismatch"] >= 2
     assert metrics["rejected:topic_device_mismatch"] >= 1
-    assert metrics["rejected:malformed_json"] >= 2
+    assert metrics["rejected:malformed_json"] >= 4
+    assert metrics["rejected:too_large"] >= 2

@@ -38,3 +38,31 @@ def test_parse_names_the_broken_field() -> None:
     with pytest.raises(ContractError) as info:
         parse_dead_letter(b'{"v": 7}')
     assert info.value.code == "unknown_version"
+
+
+def test_a_cut_payload_is_marked_with_its_original_size() -> None:
+    rejection = Rejection("too_large", None, "payload over the limit", "payload of 300000 bytes ...")
+    raw = b"y" * 300_000
+    received = datetime(2026, 3, 2, tzinfo=UTC)
+    letter = DeadLetter.of(
+        rejection, payload=raw, source_topic="t/d1", received_at=received, bridge="a", keep_bytes=1000
+    )
+    obj = orjson.loads(letter.to_json())
+    assert (obj["original_size"], obj["truncated"]) == (300_000, True)
+    assert len(parse_dead_letter(letter.to_json()).payload) == 1000
+    whole = DeadLetter.of(rejection, payload=b"z" * 10, source_topic="t/d1", received_at=received, bridge="a")
+    assert (whole.original_size, whole.truncated) == (10, False)
+    assert parse_dead_letter(whole.to_json()) == whole
+
+
+def test_letters_from_before_the_size_fields_still_parse() -> None:
+    letter = DeadLetter.of(
+        Rejection("bad_topic", None, "r", "m"),
+        payload=b"abc",
+        source_topic="t",
+        received_at=datetime(2026, 3, 2, tzinfo=UTC),
+        bridge="a",
+    )
+    old = letter.to_dict()
+    del old["original_size"], old["truncated"]
+    assert parse_dead_letter(orjson.dumps(old)) == letter

@@ -13,6 +13,7 @@ import pytest
 from fleetwatch.records import Fix
 from ingest.validate import (
     BAD_TOPIC,
+    TOO_LARGE,
     TOPIC_DEVICE_MISMATCH,
     UNKNOWN_DEVICE,
     VEHICLE_MISMATCH,
@@ -24,6 +25,7 @@ from ingest.validate import (
 
 PREFIX = "fleetwatch/v1/telemetry"
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+LIMIT = 16 * 1024
 
 
 def fix_payload(device: str = "dev-1", vehicle: str = "苏A12345", **extra: object) -> bytes:
@@ -63,6 +65,7 @@ def check(payload: bytes, topic: str, registry: Registry) -> Fix | Rejection:
         now=NOW,
         max_future=timedelta(minutes=5),
         max_speed_kmh=250,
+        max_payload_bytes=LIMIT,
     )
 
 
@@ -99,7 +102,52 @@ def test_fix_naming_another_device_is_rejected(registry: Registry) -> None:
     result = check(fix_payload(device="dev-2", vehicle="苏B00002"), f"{PREFIX}/dev-1", registry)
     assert isinstance(result, Rejection)
     assert result.code == TOPIC_DEVICE_MISMATCH
-    assert "dev-2" in result.message and "dev-1" in result.message
+    assert result.message == (
+        "field 'device_id' says 'dev-2' but the message came from device 'dev-1' "
+        "(topic fleetwatch/v1/telemetry/dev-1)"
+    )
+
+
+def test_payload_over_the_limit_is_too_large_before_parsing(registry: Registry) -> None:
+    # A valid fix carrying a big unknown field: it used to be accepted (and the field dropped).
+    padded = fix_payload(firmware_blob="x" * LIMIT)
+    result = check(padded, f"{PREFIX}/dev-1", registry)
+    assert isinstance(result, Rejection)
+    assert result.code == TOO_LARGE
+    assert f"payload of {len(padded)} bytes is over the {LIMIT}-byte limit" in result.message
+    # Garbage is not even parsed: the size decides.
+    assert check(b"{" * (LIMIT + 1), f"{PREFIX}/dev-1", registry).code == TOO_LARGE  # type: ignore[union-attr]
+
+
+def test_small_unknown_fields_are_accepted_for_forward_compatibility(registry: Registry) -> None:
+    result = check(fix_payload(hdop=0.9, firmware="2.1.0"), f"{PREFIX}/dev-1", registry)
+    assert isinstance(result, Fix)
+    assert b"hdop" not in result.to_json()  # Kafka carries the v1 contract only
+
+
+@pytest.mark.parametrize(
+    ("payload", "field", "says"),
+    [
+        (b'{"v": 1, "lat": NaN, "lon": 118.8}', "lat", "NaN is not a JSON number"),
+        (b'{"v": 1, "speed_kmh":-Infinity}', "speed_kmh", "-Infinity is not a JSON number"),
+        (b'{"v": 1, "heading": Infinity}', "heading", "Infinity is not a JSON number"),
+    ],
+)
+def test_nan_and_infinity_are_named(registry: Registry, payload: bytes, field: str, says: str) -> None:
+    result = check(payload, f"{PREFIX}/dev-1", registry)
+    assert isinstance(result, Rejection)
+    assert (result.code, result.field) == ("malformed_json", field)
+    assert result.message.startswith(f"field {field!r}: {says} (JSON has no NaN or Infinity")
+
+
+def test_binary_payload_says_it_is_not_utf8(registry: Registry) -> None:
+    blob = bytes(range(256)) * 16  # 4 KiB of binary
+    result = check(blob, f"{PREFIX}/dev-1", registry)
+    assert isinstance(result, Rejection)
+    assert result.code == "malformed_json"
+    assert "not UTF-8 text: byte 0x80 at offset 128 of 4096" in result.message
+    assert "surrogates" not in result.message
+    assert "got '00 01 02 03" in result.message
 
 
 def test_vehicle_not_matching_registry_is_rejected(registry: Registry) -> None:
