@@ -1,5 +1,8 @@
 """Bridge throughput (QoS 1, PUBACK after Kafka) vs `mosquitto_sub | kcat -P` in the same run.
 
+A third run drains the same backlog with a bare paho client that acknowledges on arrival and
+does nothing else: the ceiling for any paho-based bridge in one process.
+
 Both sides drain the same kind of backlog: N fixes are published while the consumer's
 persistent session is offline (Mosquitto queues them), then the consumer starts and we time
 how fast the records appear in its own Kafka topic. Draining a backlog measures the
@@ -126,7 +129,8 @@ def run_baseline(
     password = settings.secret("mqtt_bridge_password")
     sub = ["mosquitto_sub", "-V", "5", "-q", "1", "-h", settings.mqtt_host, "-p", str(settings.mqtt_port),
            "-u", settings.mqtt_bridge_user, "-P", password,
-           "-t", f"{settings.mqtt_topic_prefix}/+"]  # fmt: skip
+           # The bridge's account may only take shared subscriptions: the same shape as the bridge's.
+           "-t", f"$share/bench-base-{tag}/{settings.mqtt_topic_prefix}/+"]  # fmt: skip
     # Create the persistent session (subscription), leave, let the backlog queue up.
     subprocess.run(
         # -W 1 ends it after a second; its "Timed out" on stderr is the expected way out.
@@ -165,6 +169,62 @@ def run_baseline(
         )
 
 
+def run_paho_only(
+    settings: Settings, devices: list[tuple[str, str, str]], per_device: int, tag: str
+) -> tuple[float, float]:
+    """The ceiling of any paho-based bridge in one process: a bare paho client (same account,
+    shared subscription, MQTT 5, Receive Maximum 1000) that PUBACKs each message on arrival,
+    with no parsing and no Kafka. Returns (span s, messages/s) from first to last message."""
+    import threading
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    total = per_device * len(devices)
+    seen: list[float] = []
+    done = threading.Event()
+    subscribed = threading.Event()
+
+    def client(expiry: int) -> mqtt.Client:
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-paho-{tag}", protocol=mqtt.MQTTv5)
+        c.username_pw_set(settings.mqtt_bridge_user, settings.secret("mqtt_bridge_password"))
+        c.manual_ack_set(True)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = expiry
+        props.ReceiveMaximum = 1000
+        c.on_subscribe = lambda *_: subscribed.set()
+        c.connect(settings.mqtt_host, settings.mqtt_port, clean_start=False, properties=props)
+        return c
+
+    def on_message(c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        c.ack(msg.mid, msg.qos)
+        seen.append(time.monotonic())
+        if len(seen) >= total:
+            done.set()
+
+    setup = client(600)
+    setup.loop_start()
+    setup.subscribe(f"$share/bench-paho-{tag}/{settings.mqtt_topic_prefix}/+", qos=1)
+    subscribed.wait(10)
+    setup.disconnect()
+    setup.loop_stop()
+    rate_pub = publish_backlog(settings, devices, per_device, 2 * per_device)
+    console.print(f"paho-only backlog published ({rate_pub:,.0f} fixes/s)")
+    drain = client(0)  # the session ends when this connection does
+    drain.on_message = on_message
+    drain.loop_start()
+    try:
+        if not done.wait(300):
+            raise TimeoutError(f"paho-only drain got {len(seen)} of {total}")
+    finally:
+        drain.disconnect()
+        drain.loop_stop()
+    span = max(seen[-1] - seen[0], 1e-3)
+    return span, (len(seen) - 1) / span
+
+
 def run_bridge(
     settings: Settings,
     devices: list[tuple[str, str, str]],
@@ -173,6 +233,7 @@ def run_bridge(
     dlq: str,
     tag: str,
     log: Path,
+    profile: Path | None = None,
 ) -> tuple[float, float]:
     argv = [FLEETWATCH, "ingest", "--instance", f"bench-{tag}", "--share-group", f"bench-{tag}",
             "--topic", topic, "--dlq-topic", dlq, "--log-interval", "0",
@@ -201,9 +262,20 @@ def run_bridge(
     with log.open("a") as fh:
         fh.write("=== start (drain)\n")
     proc = start(["--leave"])
+    spy = None
+    if profile is not None:
+        # py-spy samples every thread (cProfile would see only the main one, which just waits).
+        spy = subprocess.Popen(
+            [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(proc.pid),
+             "--format", "raw", "--rate", "200", "--nonblocking", "--gil", "-o", str(profile)],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
     try:
         return counter.time_drain(per_device * len(devices))
     finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
         stop(proc)
         counter.close()
 
@@ -212,6 +284,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fixes", type=int, default=40_000, help="fixes per side (default 40000)")
     parser.add_argument("--devices", type=int, default=20, help="publishing devices (default 20)")
+    parser.add_argument(
+        "--profile", type=Path, help="sample the draining bridge with py-spy into this collapsed-stack file"
+    )
     args = parser.parse_args()
     for tool in ("mosquitto_pub", "mosquitto_sub", "kcat"):
         if shutil.which(tool) is None:
@@ -237,8 +312,10 @@ def main() -> None:
     try:
         base_span, base_rate = run_baseline(settings, devices, per_device, base_topic, tag)
         console.print(f"baseline drained in {base_span:.2f} s")
+        paho_span, paho_rate = run_paho_only(settings, devices, per_device, tag)
+        console.print(f"paho alone drained in {paho_span:.2f} s")
         bridge_span, bridge_rate = run_bridge(
-            settings, devices, per_device, bridge_topic, dlq_topic, tag, log
+            settings, devices, per_device, bridge_topic, dlq_topic, tag, log, args.profile
         )
         console.print(f"bridge drained in {bridge_span:.2f} s (log {log})")
     finally:
@@ -257,10 +334,20 @@ def main() -> None:
         f"{base_span:.2f}",
     )
     table.add_row(
+        "bare paho client (ceiling of one process)",
+        "PUBACK on receipt, no Kafka",
+        f"{paho_rate:,.0f}",
+        f"{paho_span:.2f}",
+    )
+    table.add_row(
         "fleetwatch ingest", "PUBACK after Kafka acks=all", f"{bridge_rate:,.0f}", f"{bridge_span:.2f}"
     )
     console.print(table)
     console.print(f"ratio bridge/baseline = {bridge_rate / base_rate:.2f}")
+    console.print(
+        f"ratio paho-alone/baseline = {paho_rate / base_rate:.2f}; "
+        f"bridge/paho-alone = {bridge_rate / paho_rate:.2f}"
+    )
 
 
 if __name__ == "__main__":

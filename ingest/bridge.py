@@ -19,9 +19,9 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import ThreadingHTTPServer
@@ -40,6 +40,7 @@ from fleetwatch.settings import Settings
 from ingest.deadletter import DeadLetter
 from ingest.inflight import InFlightWindow, Ticket
 from ingest.metrics import Metrics, serve_metrics
+from ingest.mqtt_client import BufferedClient
 from ingest.validate import BAD_TOPIC, Registry, Rejection, check_fix
 
 log = logging.getLogger("fleetwatch.ingest")
@@ -100,9 +101,13 @@ class Bridge:
         self.registry = registry or Registry(settings.stack_dir / "registry.csv")
         self.metrics = Metrics(self.config.instance)
         self.window = InFlightWindow()
+        # paho's thread appends, the worker takes everything there is in one go: one wake-up per
+        # burst instead of a lock hand-off per message (the profile's queue/condition cost).
         # QoS 1 traffic is already bounded by Receive Maximum; the bound here also holds QoS 0
-        # floods back (paho's thread blocks, TCP pushes back on the broker).
-        self._queue: queue.Queue[_Work] = queue.Queue(maxsize=2 * self.config.receive_maximum)
+        # floods back (paho's thread waits, TCP pushes back on the broker).
+        self._inbox: deque[_Work] = deque()
+        self._inbox_limit = 2 * self.config.receive_maximum
+        self._inbox_ready = threading.Event()
         self._retries: list[tuple[float, int, _Work]] = []
         self._retry_seq = itertools.count()
         self._retry_lock = threading.Lock()
@@ -124,7 +129,7 @@ class Bridge:
         self._metrics_server: ThreadingHTTPServer | None = None
         self._client = self._make_client()
         self.metrics.gauge("in_flight", "received messages not yet acknowledged", lambda: len(self.window))
-        self.metrics.gauge("queued", "received messages waiting for the Kafka worker", self._queue.qsize)
+        self.metrics.gauge("queued", "received messages waiting for the worker", lambda: len(self._inbox))
         self.metrics.gauge("retry_pending", "failed sends waiting to be re-sent", lambda: len(self._retries))
         self.metrics.gauge(
             "connected", "1 while the MQTT connection is up", lambda: float(self._connected.is_set())
@@ -228,7 +233,7 @@ class Bridge:
     # ------------------------------------------------------------------ MQTT side (paho thread)
 
     def _make_client(self) -> mqtt.Client:
-        client = mqtt.Client(
+        client = BufferedClient(
             CallbackAPIVersion.VERSION2, client_id=self.config.client_id, protocol=mqtt.MQTTv5
         )
         client.username_pw_set(self.settings.mqtt_bridge_user, self.settings.secret("mqtt_bridge_password"))
@@ -314,7 +319,10 @@ class Bridge:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = msg._topic.decode("utf-8", "replace")  # rejected as bad_topic below
-        self._queue.put(_Work(ticket, topic, bytes(msg.payload), datetime.now(UTC)))
+        while len(self._inbox) >= self._inbox_limit and not self._closed.is_set():
+            time.sleep(0.001)
+        self._inbox.append(_Work(ticket, topic, bytes(msg.payload), datetime.now(UTC)))
+        self._inbox_ready.set()
 
     def _ack(self, mid: int, qos: int) -> None:
         self._client.ack(mid, qos)
@@ -378,30 +386,32 @@ class Bridge:
             if self._reset_needed.is_set():
                 self._reset_producer()
                 continue
-            work = self._next_work()
-            if work is None:
-                continue
-            if not self.window.is_current(work.ticket):
-                continue  # its connection is gone; the broker redelivers it
-            if work.record is None:
-                try:
-                    work.record = self._classify(work)
-                except Exception as exc:  # a bug must not stop the pipeline: dead-letter it
-                    log.exception("could not classify a message from %s", work.topic)
-                    work.record = self._dead_letter(
-                        work, Rejection("internal_error", None, "bridge error", repr(exc))
-                    )
-            self._send(work)
+            for work in self._next_batch():
+                if not self.window.is_current(work.ticket):
+                    continue  # its connection is gone; the broker redelivers it
+                if work.record is None:
+                    try:
+                        work.record = self._classify(work)
+                    except Exception as exc:  # a bug must not stop the pipeline: dead-letter it
+                        log.exception("could not classify a message from %s", work.topic)
+                        work.record = self._dead_letter(
+                            work, Rejection("internal_error", None, "bridge error", repr(exc))
+                        )
+                self._send(work)
 
-    def _next_work(self) -> _Work | None:
+    def _next_batch(self) -> list[_Work]:
+        """Due re-sends first (one at a time, they wait on Kafka), else everything received so far."""
         with self._retry_lock:
             if self._retries and self._retries[0][0] <= time.monotonic():
-                return heapq.heappop(self._retries)[2]
+                return [heapq.heappop(self._retries)[2]]
             wait = min(0.2, self._retries[0][0] - time.monotonic()) if self._retries else 0.2
-        try:
-            return self._queue.get(timeout=max(wait, 0.001))
-        except queue.Empty:
-            return None
+        if not self._inbox_ready.wait(max(wait, 0.001)):
+            return []
+        self._inbox_ready.clear()  # before taking: an append racing with us sets it again
+        inbox, batch = self._inbox, []
+        while inbox:
+            batch.append(inbox.popleft())
+        return batch
 
     def _send(self, work: _Work) -> None:
         assert self._producer is not None and work.record is not None

@@ -60,6 +60,8 @@ class Registry:
 
     def _refresh(self, *, force: bool = False) -> None:
         now = time.monotonic()
+        if not force and now - self._checked_at < self._check_interval_s:
+            return  # the common case, once per fix: no lock
         with self._lock:
             if not force and now - self._checked_at < self._check_interval_s:
                 return
