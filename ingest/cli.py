@@ -1,10 +1,12 @@
-"""`fleetwatch ingest`: run one bridge instance until SIGTERM/SIGINT, then shut down gracefully."""
+"""`fleetwatch ingest` (run one bridge instance until SIGTERM/SIGINT) and `fleetwatch watch`."""
 
 from __future__ import annotations
 
 import logging
 import signal
 import threading
+import time
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -21,6 +23,56 @@ console = Console(stderr=True)
 
 def register(app: typer.Typer) -> None:
     app.command("ingest")(ingest)
+    app.command("watch")(watch)
+
+
+def watch(
+    device: Annotated[str | None, typer.Option(help="Terminal (device_id) to follow.")] = None,
+    vehicle: Annotated[str | None, typer.Option(help="Vehicle (plate) to follow, whatever its terminal.")]
+    = None,
+    since: Annotated[float, typer.Option(help="Also show what landed in the last SECONDS.")] = 300.0,
+    duration: Annotated[
+        float, typer.Option(help="Stop after SECONDS (0: until Ctrl-C); then print a summary.")
+    ] = 0.0,
+    rows: Annotated[int, typer.Option(min=1, help="How many recent events the live view keeps.")] = 20,
+) -> None:
+    """Follow one terminal live: each fix as it lands in Kafka (position, fix age, rate, gaps) or
+    the dead-letter reason it got. Is my terminal working? Answered within seconds."""
+    from rich.live import Live
+
+    from ingest.watch import Watch, describe, follow, render
+
+    if (device is None) == (vehicle is None):
+        console.print("[red]give exactly one of --device ID or --vehicle PLATE[/]")
+        raise typer.Exit(2)
+    settings = Settings()
+    state = Watch(device_id=device, vehicle_id=vehicle, keep=rows)
+    out = Console()
+    if not out.is_terminal:
+        out = Console(width=160)  # piped: keep each event on one line
+    listening = f"listening on {settings.kafka_bootstrap} ({topics.TELEMETRY}, {topics.TELEMETRY_DLQ})"
+    deadline = time.monotonic() + duration if duration > 0 else float("inf")
+    events = follow(settings, state, since_s=since)
+    try:
+        if out.is_terminal:
+            with Live(render(state, datetime.now(UTC), listening=listening), console=out,
+                      refresh_per_second=4) as live:  # fmt: skip
+                for _ in events:
+                    live.update(render(state, datetime.now(UTC), listening=listening))
+                    if time.monotonic() > deadline:
+                        break
+        else:  # piped: one line per event, then the summary
+            out.print(listening)
+            for event in events:
+                if event is not None:
+                    out.print(*describe(event), sep="  ", soft_wrap=True)
+                if time.monotonic() > deadline:
+                    break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        events.close()
+    out.print(render(state, datetime.now(UTC), listening=listening).renderables[0])
 
 
 def ingest(

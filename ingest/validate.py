@@ -159,6 +159,7 @@ def check_fix(
             VEHICLE_MISMATCH,
             "vehicle_id",
             "vehicle_id differs from the registry",
-            f"field 'vehicle_id': {fix.vehicle_id!r} but {sender!r} is registered to {registered!r}",
+            f"field 'vehicle_id' says {fix.vehicle_id!r} but device {sender!r} is registered to "
+            f"vehicle {registered!r}",
         )
     return fix
