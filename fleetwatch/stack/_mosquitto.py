@@ -276,6 +276,7 @@ def render_conf(settings: Settings, p: Paths, as_root: bool, plugin: Path) -> st
         "plugin": plugin,
         "dynsec_file": p.dynsec,
         "max_queued_messages": settings.mqtt_max_queued_messages,
+        "autosave_interval": settings.mqtt_autosave_interval,
         # As root mosquitto drops to its own user, which must be able to rewrite the plugin's file.
         "user_line": f"user {_OS_USER}" if as_root else "",
     })

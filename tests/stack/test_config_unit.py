@@ -143,6 +143,7 @@ def test_mosquitto_conf(tmp_path: Path) -> None:
     conf = _mosquitto.render_conf(settings, p, True, plugin)
     assert "listener 18830 127.0.0.1" in conf
     assert "persistence true" in conf
+    assert "autosave_interval 5\n" in conf
     assert f"persistence_location {p.data}/" in conf
     assert "max_queued_messages 2500000" in conf
     default = _mosquitto.render_conf(Settings(stack_dir=tmp_path), p, True, plugin)
