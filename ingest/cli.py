@@ -38,6 +38,7 @@ def watch(
 ) -> None:
     """Follow one terminal live: each fix as it lands in Kafka (position, fix age, rate, gaps) or
     the dead-letter reason it got. Is my terminal working? Answered within seconds."""
+    from kafka.errors import KafkaError
     from rich.live import Live
 
     from ingest.watch import Watch, describe, follow, render
@@ -51,9 +52,10 @@ def watch(
     if not out.is_terminal:
         out = Console(width=160)  # piped: keep each event on one line
     listening = f"listening on {settings.kafka_bootstrap} ({topics.TELEMETRY}, {topics.TELEMETRY_DLQ})"
-    deadline = time.monotonic() + duration if duration > 0 else float("inf")
     events = follow(settings, state, since_s=since)
     try:
+        next(events)  # positioned on both topics
+        deadline = time.monotonic() + duration if duration > 0 else float("inf")
         if out.is_terminal:
             with Live(render(state, datetime.now(UTC), listening=listening), console=out,
                       refresh_per_second=4) as live:  # fmt: skip
@@ -70,6 +72,9 @@ def watch(
                     break
     except KeyboardInterrupt:
         pass
+    except KafkaError as exc:
+        console.print(f"[red]Kafka at {settings.kafka_bootstrap}: {exc}[/] (`fleetwatch stack status`?)")
+        raise typer.Exit(1) from None
     finally:
         events.close()
     out.print(render(state, datetime.now(UTC), listening=listening).renderables[0])

@@ -198,7 +198,8 @@ def follow(
     telemetry_topic: str = topics.TELEMETRY,
     dlq_topic: str = topics.TELEMETRY_DLQ,
 ) -> Generator[Event | None, None, None]:
-    """Yield the watched terminal's events from ``since_s`` ago on, then live; None when idle."""
+    """Yield the watched terminal's events from ``since_s`` ago on, then live; None first once
+    the consumer is positioned, then whenever nothing arrived for a while."""
     consumer = make_consumer(settings, group_id=None, isolation_level="read_uncommitted")
     try:
         parts = [
@@ -215,6 +216,9 @@ def follow(
                 consumer.seek_to_end(tp)
             else:
                 consumer.seek(tp, found.offset)
+        for tp in parts:
+            consumer.position(tp)  # resolve "the end" now, not at the first poll
+        yield None  # positioned: whatever lands from here on will be seen
         while True:
             batches = consumer.poll(timeout_ms=500)
             if not batches:

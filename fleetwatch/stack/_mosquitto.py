@@ -87,10 +87,10 @@ def paths(settings: Settings) -> Paths:
 # each device gets a one-line role of its own: publish to its telemetry topic, nothing else.
 
 DYNSEC_PLUGIN = "mosquitto_dynamic_security.so"
+DYNSEC_TOPIC = "$CONTROL/dynamic-security/v1"
 _DEVICE_ROLE = "device-"
 #: What an account may do unless one of its roles says otherwise (the plugin's own defaults,
 #: spelled out): no publishing, no subscribing; delivery is governed by the subscription.
-DYNSEC_TOPIC = "$CONTROL/dynamic-security/v1"
 DEFAULT_ACCESS = {"publishClientSend": False, "publishClientReceive": True, "subscribe": False,
                   "unsubscribe": True}
 
@@ -121,7 +121,7 @@ def _acl(acltype: str, topic: str) -> dict[str, object]:
 def service_roles(settings: Settings) -> dict[str, list[dict[str, object]]]:
     """Role name (= service account name) -> its ACLs; every other SUBSCRIBE is refused."""
     telemetry = settings.mqtt_topic_prefix
-    control = "$CONTROL/dynamic-security/#"
+    control = "$CONTROL/dynamic-security/#"  # commands and their responses
     return {
         # Only the bridge group's shared subscription (a shared filter is matched whole).
         settings.mqtt_bridge_user: [_acl("subscribePattern", f"$share/+/{telemetry}/+")],
@@ -143,9 +143,10 @@ def device_role(settings: Settings, device_id: str) -> dict[str, Any]:
 
 def _client(username: str, password: str, role: str, previous: dict[str, Any] | None) -> dict[str, Any]:
     """A client entry; an unchanged password keeps its hash, so an unchanged config stays byte-equal."""
-    same = previous is not None and verify_password(previous, password)
-    hashed = {k: previous[k] for k in ("password", "salt", "iterations")} if same and previous else \
-        hash_password(password)
+    if previous is not None and verify_password(previous, password):
+        hashed = {k: previous[k] for k in ("password", "salt", "iterations")}
+    else:
+        hashed = hash_password(password)
     return {"username": username, **hashed, "roles": [{"rolename": role}]}
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from collections.abc import Callable
 
 import pytest
@@ -34,15 +33,18 @@ def test_watch_shows_live_fixes_gaps_and_dead_letters(
     fitted, other = register_devices(stack, unique, 2)
     bridge = bridges(f"watch-{unique}", extra=only([fitted, other]))
     with bridge:
-        live = watch("--device", fitted.device_id, "--since", "0", duration=25)
-        time.sleep(4)  # the watcher is positioned at the end of both topics
+        live = watch("--device", fitted.device_id, "--since", "0", duration=20)
+        assert live.stdout is not None
+        first = live.stdout.readline()  # printed once it is positioned at the end of both topics
+        assert first.startswith("listening on"), first
         with DevicePublisher(stack, fitted) as pub, DevicePublisher(stack, other) as other_pub:
             for seq in (0, 1, 2, 6):  # seqs 3-5 never sent: a gap of 3
                 pub.publish(fix_json(fitted, seq))
                 other_pub.publish(fix_json(other, seq))
             pub.publish(fix_json(fitted, 7, vehicle_id="苏A00000"))  # fitted to the wrong vehicle?
         wait_for(lambda: bridge.metrics().get("acked", 0) >= 9, 60, "all acked")
-        out, _ = live.communicate(timeout=60)
+        rest, _ = live.communicate(timeout=120)
+        out = first + rest
         # History: the same terminal found by its vehicle, from the last minute.
         by_vehicle, _ = watch("--vehicle", fitted.vehicle_id, "--since", "60", duration=6).communicate(
             timeout=60
