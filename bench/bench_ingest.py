@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -124,7 +125,7 @@ class TopicCounter:
 
 def run_baseline(
     settings: Settings, devices: list[tuple[str, str, str]], per_device: int, topic: str, tag: str
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
     client_id = f"bench-base-{tag}"
     password = settings.secret("mqtt_bridge_password")
     sub = ["mosquitto_sub", "-V", "5", "-q", "1", "-h", settings.mqtt_host, "-p", str(settings.mqtt_port),
@@ -153,13 +154,15 @@ def run_baseline(
     kc = subprocess.Popen(["kcat", "-P", "-b", settings.kafka_bootstrap, "-t", topic], stdin=mq.stdout)
     assert mq.stdout is not None
     mq.stdout.close()
+    cpu_before = children_cpu_s()
     try:
-        return counter.time_drain(total, finished=lambda: kc.poll() is not None, started_at=started_at)
+        span, rate = counter.time_drain(total, finished=lambda: kc.poll() is not None, started_at=started_at)
     finally:
         mq.send_signal(signal.SIGTERM)
         mq.wait(10)
         kc.wait(30)
         counter.close()
+        cpu = children_cpu_s() - cpu_before  # mosquitto_sub + kcat, both reaped now
         # End the session so nothing keeps queueing for it.
         subprocess.run(
             [*sub, "-i", client_id, "-x", "0", "-W", "1"],
@@ -167,14 +170,25 @@ def run_baseline(
             stderr=subprocess.DEVNULL,
             check=False,
         )
+    return span, rate, cpu
+
+
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def process_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_paho_only(
     settings: Settings, devices: list[tuple[str, str, str]], per_device: int, tag: str
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
     """The ceiling of any paho-based bridge in one process: a bare paho client (same account,
     shared subscription, MQTT 5, Receive Maximum 1000) that PUBACKs each message on arrival,
-    with no parsing and no Kafka. Returns (span s, messages/s) from first to last message."""
+    with no parsing and no Kafka. Returns (span s, messages/s, CPU s) from first to last message."""
     import threading
 
     import paho.mqtt.client as mqtt
@@ -212,6 +226,7 @@ def run_paho_only(
     setup.loop_stop()
     rate_pub = publish_backlog(settings, devices, per_device, 2 * per_device)
     console.print(f"paho-only backlog published ({rate_pub:,.0f} fixes/s)")
+    cpu_before = time.process_time()
     drain = client(0)  # the session ends when this connection does
     drain.on_message = on_message
     drain.loop_start()
@@ -221,8 +236,9 @@ def run_paho_only(
     finally:
         drain.disconnect()
         drain.loop_stop()
+    cpu = time.process_time() - cpu_before
     span = max(seen[-1] - seen[0], 1e-3)
-    return span, (len(seen) - 1) / span
+    return span, (len(seen) - 1) / span, cpu
 
 
 def run_bridge(
@@ -234,14 +250,18 @@ def run_bridge(
     tag: str,
     log: Path,
     profile: Path | None = None,
-) -> tuple[float, float]:
+    pythonpath: Path | None = None,
+) -> tuple[float, float, float]:
     argv = [FLEETWATCH, "ingest", "--instance", f"bench-{tag}", "--share-group", f"bench-{tag}",
             "--topic", topic, "--dlq-topic", dlq, "--log-interval", "0",
             "--session-expiry", "600"]  # fmt: skip
 
+    # Another checkout's bridge code (e.g. `git worktree add /tmp/before <commit>`) for before/after.
+    env = {**os.environ, "PYTHONPATH": str(pythonpath)} if pythonpath else None
+
     def start(extra: list[str]) -> subprocess.Popen[bytes]:
         with log.open("ab") as fh:
-            proc = subprocess.Popen([*argv, *extra], stdout=fh, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen([*argv, *extra], stdout=fh, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + 60
         while "bridge running" not in log.read_text(errors="replace").split("=== start")[-1]:
             if proc.poll() is not None or time.monotonic() > deadline:
@@ -270,8 +290,10 @@ def run_bridge(
              "--format", "raw", "--rate", "200", "--nonblocking", "--gil", "-o", str(profile)],
             stdout=subprocess.DEVNULL,
         )  # fmt: skip
+    cpu_before = process_cpu_s(proc.pid)
     try:
-        return counter.time_drain(per_device * len(devices))
+        span, rate = counter.time_drain(per_device * len(devices))
+        return span, rate, process_cpu_s(proc.pid) - cpu_before
     finally:
         if spy is not None:
             spy.send_signal(signal.SIGINT)
@@ -287,6 +309,11 @@ def main() -> None:
     parser.add_argument(
         "--profile", type=Path, help="sample the draining bridge with py-spy into this collapsed-stack file"
     )
+    parser.add_argument(
+        "--compare-with",
+        type=Path,
+        help="also drain with the bridge of this checkout (PYTHONPATH), e.g. the commit before a change",
+    )
     args = parser.parse_args()
     for tool in ("mosquitto_pub", "mosquitto_sub", "kcat"):
         if shutil.which(tool) is None:
@@ -300,8 +327,9 @@ def main() -> None:
     per_device = max(1, args.fixes // args.devices)
     devices = [(f"bench-{tag}-{i:03d}", f"苏Y{tag[:6]}{i:03d}", f"pw-{tag}-{i}") for i in range(args.devices)]
     add_devices(settings, devices)
-    base_topic, bridge_topic, dlq_topic = (f"bench.ingest.{tag}.{s}" for s in ("baseline", "bridge", "dlq"))
-    for name, parts in ((base_topic, 6), (bridge_topic, 6), (dlq_topic, 1)):
+    names = ("baseline", "bridge", "before", "dlq")
+    base_topic, bridge_topic, before_topic, dlq_topic = (f"bench.ingest.{tag}.{s}" for s in names)
+    for name, parts in ((base_topic, 6), (bridge_topic, 6), (before_topic, 6), (dlq_topic, 1)):
         create_topic(settings, name, parts)
     log = Path(tempfile.gettempdir()) / f"bench_ingest_{tag}.log"
     n = per_device * args.devices
@@ -309,45 +337,38 @@ def main() -> None:
         f"[bold]bench_ingest[/]: {n:,} fixes from {args.devices} devices per side, "
         f"run {tag}, cpus={os.cpu_count()}"
     )
+    # (pipeline, guarantee, (span s, fixes/s, CPU s))
+    rows: list[tuple[str, str, tuple[float, float, float]]] = []
     try:
-        base_span, base_rate = run_baseline(settings, devices, per_device, base_topic, tag)
-        console.print(f"baseline drained in {base_span:.2f} s")
-        paho_span, paho_rate = run_paho_only(settings, devices, per_device, tag)
-        console.print(f"paho alone drained in {paho_span:.2f} s")
-        bridge_span, bridge_rate = run_bridge(
+        rows.append(("mosquitto_sub | kcat -P (baseline)", "none (acked on receipt)",
+                     run_baseline(settings, devices, per_device, base_topic, tag)))  # fmt: skip
+        rows.append(("bare paho client (ceiling of one process)", "PUBACK on receipt, no Kafka",
+                     run_paho_only(settings, devices, per_device, tag)))  # fmt: skip
+        if args.compare_with:
+            before_log = log.with_name(log.stem + "_before.log")
+            before = run_bridge(settings, devices, per_device, before_topic, dlq_topic, f"{tag}-before",
+                                before_log, pythonpath=args.compare_with)  # fmt: skip
+            rows.append((f"fleetwatch ingest ({args.compare_with})", "PUBACK after Kafka acks=all", before))
+        rows.append(("fleetwatch ingest", "PUBACK after Kafka acks=all", run_bridge(
             settings, devices, per_device, bridge_topic, dlq_topic, tag, log, args.profile
-        )
-        console.print(f"bridge drained in {bridge_span:.2f} s (log {log})")
+        )))  # fmt: skip
     finally:
-        for name in (base_topic, bridge_topic, dlq_topic):
+        for name in (base_topic, bridge_topic, before_topic, dlq_topic):
             delete_topic(settings, name)
 
-    table = Table(title=f"MQTT -> Kafka throughput, {n:,} queued fixes")
-    table.add_column("pipeline")
-    table.add_column("guarantee")
-    table.add_column("fixes/s", justify="right")
-    table.add_column("drain s", justify="right")
-    table.add_row(
-        "mosquitto_sub | kcat -P (baseline)",
-        "none (acked on receipt)",
-        f"{base_rate:,.0f}",
-        f"{base_span:.2f}",
-    )
-    table.add_row(
-        "bare paho client (ceiling of one process)",
-        "PUBACK on receipt, no Kafka",
-        f"{paho_rate:,.0f}",
-        f"{paho_span:.2f}",
-    )
-    table.add_row(
-        "fleetwatch ingest", "PUBACK after Kafka acks=all", f"{bridge_rate:,.0f}", f"{bridge_span:.2f}"
-    )
+    table = Table(title=f"MQTT -> Kafka throughput, {n:,} queued fixes (bridge log {log})")
+    for column in ("pipeline", "guarantee", "fixes/s", "drain s", "CPU s", "CPU µs/fix"):
+        table.add_column(column, justify="left" if column in ("pipeline", "guarantee") else "right")
+    for pipeline, guarantee, (span, rate, cpu) in rows:
+        per_fix = f"{cpu / n * 1e6:.0f}"
+        table.add_row(pipeline, guarantee, f"{rate:,.0f}", f"{span:.2f}", f"{cpu:.2f}", per_fix)
     console.print(table)
-    console.print(f"ratio bridge/baseline = {bridge_rate / base_rate:.2f}")
-    console.print(
-        f"ratio paho-alone/baseline = {paho_rate / base_rate:.2f}; "
-        f"bridge/paho-alone = {bridge_rate / paho_rate:.2f}"
-    )
+    base_rate, paho_rate = rows[0][2][1], rows[1][2][1]
+    for pipeline, _, (_, rate, cpu) in rows[1:]:
+        console.print(f"ratio {pipeline} / baseline = {rate / base_rate:.2f} (CPU per fix: "
+                      f"{cpu / max(rows[0][2][2], 1e-3):.1f}x the baseline's)")  # fmt: skip
+    console.print(f"ratio bridge/baseline = {rows[-1][2][1] / base_rate:.2f}; "
+                  f"bridge/paho-alone = {rows[-1][2][1] / paho_rate:.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":
