@@ -7,17 +7,33 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import date, time
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from fleetwatch.records import AlertType
 from geofence.index import ZoneIndex
 from geofence.workcalendar import OfficeHours, WorkCalendar, YearSchedule
 from geofence.zones import SENSITIVE_CATEGORIES, Zone, ZoneError, load_zone_file
 
 RULES_VERSION = 1
 UNREGISTERED_ORG = "unregistered"
+
+#: Red (三色预警) thresholds per alert type, on the measure its detector grades by: dwell seconds
+#: (private_destination), metres driven outside working time (off_hours), seconds outside the
+#: region (out_of_area), peak km/h (overspeed), silent seconds (offline). An alert that qualifies
+#: is yellow; red once its measure reaches the threshold. A type without one stays yellow.
+DEFAULT_SEVERITY_RED: Mapping[str, float] = MappingProxyType(
+    {
+        AlertType.PRIVATE_DESTINATION.value: 1800.0,
+        AlertType.OFF_HOURS.value: 20000.0,
+        AlertType.OUT_OF_AREA.value: 1800.0,
+        AlertType.OVERSPEED.value: 150.0,
+        AlertType.OFFLINE.value: 3600.0,
+    }
+)
 
 
 class RulesError(ValueError):
@@ -53,6 +69,7 @@ class OrgSettings:
     overspeed_min_seconds: float = 30
     offline_after_seconds: float = 900
     lateness_seconds: float = 600
+    severity_red: Mapping[str, float] = field(default_factory=lambda: DEFAULT_SEVERITY_RED)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -281,6 +298,13 @@ def _settings(r: _Reader, raw: Any, path: str, parent: OrgSettings, zones: ZoneI
             changes[key] = frozenset(cats)
         elif key == "depot_check_time":
             changes[key] = r.time_of_day(value, kp)
+        elif key == "severity_red":
+            reds = dict(parent.severity_red)
+            for kind, threshold in r.mapping(value, kp).items():
+                if kind not in {t.value for t in AlertType}:
+                    raise r.fail(f"{kp}.{kind}", "not an alert type")
+                reds[kind] = r.number(threshold, f"{kp}.{kind}")
+            changes[key] = MappingProxyType(reds)
         elif key == "out_of_area_min_fixes":
             changes[key] = int(r.number(value, kp, 1))
         else:

@@ -43,6 +43,9 @@ class DetectionResult:
     seq_resets: int = 0
     reevaluated: int = 0
     retractions: int = 0
+    outliers: int = 0  # fixes whose position the screen found implausible (kept, not used for place)
+    #: operational reports by key ("calendar_missing:<vehicle>:<date>"): off-hours undetermined
+    calendar_missing: dict[str, dict[str, Any]] = field(default_factory=dict)
     states: dict[str, VehicleState] = field(default_factory=dict)
 
     def apply(self, events: Iterable[Event]) -> None:
@@ -60,6 +63,11 @@ class DetectionResult:
                 self.alerts.pop(e.key, None)
             elif e.kind is EventKind.LATE_FIX:
                 self.late.append(e)
+            elif e.kind is EventKind.CALENDAR_MISSING:
+                self.calendar_missing[e.key] = e.detail
+
+    def missing_years(self) -> list[int]:
+        return sorted({int(d["year"]) for d in self.calendar_missing.values()})
 
     def sorted_alerts(self) -> list[Alert]:
         return sorted(self.alerts.values(), key=lambda a: (a.start, a.vehicle_id, a.type.value))
@@ -98,6 +106,7 @@ def detect_lines(
         result.duplicates += state.duplicates
         result.seq_resets += state.seq_resets
         result.reevaluated += state.reevaluated
+        result.outliers += state.outliers
     return result
 
 
