@@ -66,7 +66,9 @@ def _measure(at: datetime, fixes_since: int, states: dict[str, VehicleState]) ->
     checkpoints = sum(len(s.core) for st in states.values() for s in st.snapshots)
     # baseline: the same retained fixes as objects (one vehicle in ten is enough to average)
     sample = list(states.values())[::10]
-    as_objects = [unpack(r, st.vehicle_id, st.devices) for st in sample for r in st.history.since(st.history.base)]
+    as_objects = [
+        unpack(row, st.vehicle_id, st.devices) for st in sample for row in st.history.since(st.history.base)
+    ]
     objects_per_fix = len(pickle.dumps(as_objects, pickle.HIGHEST_PROTOCOL)) / max(1, len(as_objects))
     return Sample(
         at, fixes_since, len(states), statistics.median(sizes), max(sizes), rows / max(1, retained),
@@ -124,9 +126,10 @@ def main() -> None:
     console.print(table)
     day_max = max(s.persisted_max for s in samples)
     console.print(
-        f"busiest half hour ends {busiest.at:%H:%M}: persisted state median {busiest.persisted_median:,.0f} B, "
-        f"max {busiest.persisted_max:,} B (whole day max {day_max:,} B); replay history "
-        f"{busiest.rows_per_fix:.0f} B per retained fix vs {busiest.fix_objects_per_fix:.0f} B as pickled Fix "
+        f"busiest half hour ends {busiest.at:%H:%M}: persisted state median "
+        f"{busiest.persisted_median:,.0f} B, max {busiest.persisted_max:,} B (whole day max {day_max:,} B); "
+        f"replay history {busiest.rows_per_fix:.0f} B per retained fix vs "
+        f"{busiest.fix_objects_per_fix:.0f} B as pickled Fix "
         f"objects (ratio {busiest.fix_objects_per_fix / busiest.rows_per_fix:.1f}x), plus checkpoints "
         f"{busiest.checkpoints_per_fix:.0f} B per retained fix"
     )

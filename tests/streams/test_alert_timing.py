@@ -80,7 +80,7 @@ def test_red_thresholds_are_per_org(tmp_path: Path) -> None:
 
 def test_off_hours_is_graded_by_distance_driven_outside_working_time(rules: Rules) -> None:
     short = drive("2026-03-07 10:00:00", 32.0, 118.62, minutes=10, speed=40)  # ~6.7 km: yellow
-    long = drive("2026-03-07 14:00:00", 31.95, 118.62, minutes=40, step_s=60, speed=50)  # ~33 km: red
+    long = drive("2026-03-07 14:00:00", 31.95, 118.62, minutes=40, step_s=60, speed=50)  # 33 km: red
     alerts = _alert_events(rules, short + long, AlertType.OFF_HOURS)
     assert [(a.severity, a.raised_at) for a in alerts] == [
         (Severity.YELLOW, short[-1].ts),
