@@ -69,10 +69,8 @@ def test_severity_rises_with_the_dwell_and_never_falls(rules: Rules) -> None:
 
 
 def test_red_thresholds_are_per_org(tmp_path: Path) -> None:
-    strict_unit = RULES.replace(
-        "  - id: js.nj.u01\n    parent: js.nj\n",
-        "  - id: js.nj.u01\n    parent: js.nj\n    settings:\n      severity_red: {private_destination: 900}\n",
-    )
+    unit = "  - id: js.nj.u01\n    parent: js.nj\n"
+    strict_unit = RULES.replace(unit, unit + "    settings:\n      severity_red: {private_destination: 900}\n")
     rules = load_rules(write_world(tmp_path, strict_unit))
     events = _alert_events(rules, _golf_visit(20), AlertType.PRIVATE_DESTINATION)
     assert [a.severity for a in events] == [Severity.YELLOW, Severity.RED, Severity.RED]
