@@ -70,7 +70,8 @@ def test_severity_rises_with_the_dwell_and_never_falls(rules: Rules) -> None:
 
 def test_red_thresholds_are_per_org(tmp_path: Path) -> None:
     unit = "  - id: js.nj.u01\n    parent: js.nj\n"
-    strict_unit = RULES.replace(unit, unit + "    settings:\n      severity_red: {private_destination: 900}\n")
+    red_at_15_min = "    settings:\n      severity_red: {private_destination: 900}\n"
+    strict_unit = RULES.replace(unit, unit + red_at_15_min)
     rules = load_rules(write_world(tmp_path, strict_unit))
     events = _alert_events(rules, _golf_visit(20), AlertType.PRIVATE_DESTINATION)
     assert [a.severity for a in events] == [Severity.YELLOW, Severity.RED, Severity.RED]
