@@ -77,6 +77,8 @@ class OrgSettings:
 
 
 _SETTING_NAMES = {f.name for f in fields(OrgSettings)}
+#: On/off settings (read as YAML booleans): found by their default, so a new one needs no reader.
+_FLAG_NAMES = {f.name for f in fields(OrgSettings) if isinstance(f.default, bool)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +183,11 @@ class _Reader:
     def text(self, value: Any, path: str) -> str:
         if not isinstance(value, str) or not value.strip():
             raise self.fail(path, f"{_show(value)} is not a non-empty string")
+        return value
+
+    def flag(self, value: Any, path: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(path, f"{_show(value)} is not true or false")
         return value
 
     def number(self, value: Any, path: str, minimum: float = 0.0) -> float:
@@ -305,6 +312,8 @@ def _settings(r: _Reader, raw: Any, path: str, parent: OrgSettings, zones: ZoneI
                     raise r.fail(f"{kp}.{kind}", "not an alert type")
                 reds[kind] = r.number(threshold, f"{kp}.{kind}")
             changes[key] = MappingProxyType(reds)
+        elif key in _FLAG_NAMES:
+            changes[key] = r.flag(value, kp)
         elif key == "out_of_area_min_fixes":
             changes[key] = int(r.number(value, kp, 1))
         else:
