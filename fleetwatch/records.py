@@ -506,6 +506,7 @@ class AlertType(StrEnum):
     OVERSPEED = "overspeed"
     OFFLINE = "offline"
     POWER_CUT = "power_cut"
+    NO_ORDER = "no_order"
 
 
 class Severity(StrEnum):

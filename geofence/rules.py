@@ -69,6 +69,7 @@ class OrgSettings:
     overspeed_min_seconds: float = 30
     offline_after_seconds: float = 900
     lateness_seconds: float = 600
+    orders_required: bool = False
     severity_red: Mapping[str, float] = field(default_factory=lambda: DEFAULT_SEVERITY_RED)
 
     @property

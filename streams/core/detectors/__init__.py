@@ -13,6 +13,7 @@ from typing import Any
 from streams.core.detector import Detector
 from streams.core.detectors import (
     depot_night,
+    no_order,
     off_hours,
     offline,
     out_of_area,
@@ -42,6 +43,7 @@ DETECTORS: tuple[Detector[Any], ...] = ordered(
         offline.DETECTOR,
         trips.DETECTOR,
         off_hours.DETECTOR,
+        no_order.DETECTOR,
         out_of_area.DETECTOR,
         private_destination.DETECTOR,
         overspeed.DETECTOR,
