@@ -80,7 +80,7 @@ class Core:
 class Snapshot:
     index: int  # absolute history index of the first row released after this checkpoint
     ts_us: int
-    core: bytes  # pickled Core
+    core: bytes  # pickled `_freeze(core)`
 
 
 @dataclass
@@ -122,6 +122,29 @@ def new_state(vehicle_id: str) -> VehicleState:
     return VehicleState(vehicle_id)
 
 
+def _freeze(core: Core) -> tuple[Any, ...]:
+    """Core as plain data, compact: a detector whose state is as new is stored as None (most
+    detectors of most vehicles, most of the time), by detector name, so registering a new one
+    never invalidates stored states."""
+    fresh = {d.name: d.new_state() for d in DETECTORS}
+    states = {name: (None if st == fresh.get(name) else st) for name, st in core.detectors.items()}
+    states = {name: st for name, st in states.items() if st is not None}
+    sc, prev = core.screen, core.prev
+    alerts = sorted(core.open_alerts)
+    return (states, prev.ts, prev.acc, prev.position, sc.queue, sc.anchor, sc.outliers, alerts)
+
+
+def _thaw(frozen: tuple[Any, ...]) -> Core:
+    states, prev_ts, prev_acc, prev_position, queue, anchor, outliers, open_alerts = frozen
+    detectors = {d.name: states[d.name] if d.name in states else d.new_state() for d in DETECTORS}
+    prev = LastFix(prev_ts, prev_acc, prev_position)
+    return Core(detectors, prev, Screen(queue, anchor, outliers), set(open_alerts))
+
+
+def _checkpoint(core: Core) -> bytes:
+    return pickle.dumps(_freeze(core), pickle.HIGHEST_PROTOCOL)
+
+
 def dump_state(state: VehicleState) -> bytes:
     """The persisted part of a vehicle's state, compact (a few KB): store it per fix."""
     seen = array("q")
@@ -130,7 +153,7 @@ def dump_state(state: VehicleState) -> bytes:
     buffered = b"".join(row for *_, row in sorted(state.buffer))
     counters = (state.duplicates, state.seq_resets, state.reevaluated, state.unapplied, state.released)
     payload = (
-        _STATE_FORMAT, state.vehicle_id, state.core, state.devices, seen, buffered,
+        _STATE_FORMAT, state.vehicle_id, _freeze(state.core), state.devices, seen, buffered,
         state.max_ts, state.released_upto, counters,
     )  # fmt: skip
     return pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
@@ -141,9 +164,7 @@ def load_state(data: bytes) -> VehicleState:
     fmt, vehicle_id, core, devices, seen, buffered, max_ts, released_upto, counters = pickle.loads(data)
     if fmt != _STATE_FORMAT:
         raise ValueError(f"vehicle state format {fmt!r} is not {_STATE_FORMAT}")
-    for d in DETECTORS:  # a detector registered since the state was written starts fresh
-        core.detectors.setdefault(d.name, d.new_state())
-    st = VehicleState(vehicle_id, core, devices, dict(zip(seen[::2], seen[1::2], strict=True)))
+    st = VehicleState(vehicle_id, _thaw(core), devices, dict(zip(seen[::2], seen[1::2], strict=True)))
     for i in range(0, len(buffered), ROW_SIZE):
         row = buffered[i : i + ROW_SIZE]
         fix = unpack(row, vehicle_id, devices)
@@ -237,9 +258,9 @@ def _apply(st: VehicleState, row: bytes, vc: VehicleContext, ctx: Context) -> li
     if not st.snapshots:
         # The state before the first fix (or the restore point): late fixes replay from here.
         start = st.released_upto if st.released_upto is not None else _BEGINNING
-        st.snapshots.append(Snapshot(st.history.end, start, pickle.dumps(st.core, pickle.HIGHEST_PROTOCOL)))
+        st.snapshots.append(Snapshot(st.history.end, start, _checkpoint(st.core)))
     elif ts_us - st.snapshots[-1].ts_us >= ctx.snapshot_every_seconds * 1e6:
-        st.snapshots.append(Snapshot(st.history.end, ts_us, pickle.dumps(st.core, pickle.HIGHEST_PROTOCOL)))
+        st.snapshots.append(Snapshot(st.history.end, ts_us, _checkpoint(st.core)))
     index = st.history.end
     st.history.append(row)
     events = _run(st, feed(st.core.screen, row), vc)
@@ -295,7 +316,7 @@ def _late(st: VehicleState, row: bytes, fix: Fix, vc: VehicleContext, ctx: Conte
     st.history.truncate(snap.index)
     st.snapshots = st.snapshots[: k + 1]  # keep the checkpoint itself (its ts bounds later replays)
     st.emitted = [(i, e) for i, e in st.emitted if i < snap.index]
-    st.core = pickle.loads(snap.core)
+    st.core = _thaw(pickle.loads(snap.core))
     new_events: list[Event] = []
     for r in replay:
         new_events.extend(_apply(st, r, vc, ctx))
@@ -335,8 +356,15 @@ def _prune(st: VehicleState, vc: VehicleContext, ctx: Context) -> None:
         keep_from = st.snapshots[0].index
         st.history.drop_before(keep_from)
         st.emitted = [(i, e) for i, e in st.emitted if i >= keep_from]
-    if len(st.seen) > st._seen_limit:
-        # Older keys are found in the replay history; the window only needs the recent ones.
-        floor = st.max_ts - int(vc.settings.lateness_seconds * 1e6)
-        st.seen = {k: ts for k, ts in st.seen.items() if ts >= floor}
+    # The window keeps the last lateness_seconds of event time; older keys are found in the
+    # replay history. Keys arrive nearly in ts order: drop from the front, filter all rarely.
+    floor = st.max_ts - int(vc.settings.lateness_seconds * 1e6)
+    seen = st.seen
+    while seen:
+        oldest = next(iter(seen))
+        if seen[oldest] >= floor:
+            break
+        del seen[oldest]
+    if len(seen) > st._seen_limit:
+        st.seen = {k: ts for k, ts in seen.items() if ts >= floor}
         st._seen_limit = max(64, 2 * len(st.seen))

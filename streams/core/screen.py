@@ -9,6 +9,7 @@ it) until its successor is released: detection runs one fix behind the reorder s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from geofence import haversine_m
 from streams.core.packed import ROW
@@ -23,8 +24,7 @@ SPEED_MARGIN_MS = 3.0
 SILENCE_S = 60.0
 
 
-@dataclass(slots=True)
-class Point:
+class Point(NamedTuple):
     ts_us: int
     lat: float
     lon: float
@@ -35,8 +35,8 @@ class Point:
 class Screen:
     #: the fix being judged, then invalid fixes waiting behind it (packed rows)
     queue: list[bytes] = field(default_factory=list)
-    #: the last trusted valid fix
-    anchor: Point | None = None
+    #: the last trusted valid fix (a plain tuple: it is persisted with every fix)
+    anchor: tuple[int, float, float, float] | None = None
     outliers: int = 0
 
 
@@ -55,11 +55,12 @@ def _too_fast(a: Point, b: Point) -> bool:
     return metres / seconds > plausible
 
 
-def _outlier(anchor: Point | None, k: Point, n: Point) -> bool:
+def _outlier(anchored: tuple[int, float, float, float] | None, k: Point, n: Point) -> bool:
     """k jumped if the leg to its successor is too fast, the leg into it too (or it ends a
     silence, which cannot judge it), and going straight from the anchor to n is plausible."""
-    if anchor is None or not _too_fast(k, n):
+    if anchored is None or not _too_fast(k, n):
         return False
+    anchor = Point(*anchored)
     into = _too_fast(anchor, k) or (k.ts_us - anchor.ts_us) / 1e6 >= SILENCE_S
     return into and not _too_fast(anchor, n)
 
@@ -80,7 +81,7 @@ def feed(sc: Screen, row: bytes) -> list[tuple[bytes, bool]]:
     if jumped:
         sc.outliers += 1
     else:
-        sc.anchor = k
+        sc.anchor = (k.ts_us, k.lat, k.lon, k.speed_kmh)
     released = [(sc.queue[0], jumped), *((r, False) for r in sc.queue[1:])]
     sc.queue = [row]
     return released
@@ -90,7 +91,8 @@ def drain(sc: Screen) -> list[tuple[bytes, bool]]:
     """Release what is held, judging the first fix without a successor (trusted)."""
     if not sc.queue:
         return []
-    sc.anchor = _point(sc.queue[0])[0]
+    k = _point(sc.queue[0])[0]
+    sc.anchor = (k.ts_us, k.lat, k.lon, k.speed_kmh)
     released = [(r, False) for r in sc.queue]
     sc.queue = []
     return released
