@@ -530,7 +530,7 @@ def _truth_off_hours(run: Run, seen: list[Sample]) -> list[dict[str, Any]]:
         for a, b in itertools.pairwise(pts):
             if off_work(a.t):
                 secs += b.t - a.t
-                if a.valid and b.valid:
+                if a.placed and b.placed:
                     metres += haversine_m(a.lat, a.lon, b.lat, b.lon)
         if secs < OFF_HOURS_MIN_S and metres < OFF_HOURS_MIN_M:
             continue
@@ -579,7 +579,7 @@ def _truth_out_of_area(run: Run, seen: list[Sample], world: World) -> list[dict[
             note = f"{len(x.beyond)} fixes beyond the {REGION_BUFFER_M:.0f} m buffer"
             out.append(_line(run, "out_of_area", start, end, note))
 
-    valid = [s for s in seen if s.valid]
+    valid = [s for s in seen if s.placed]
     inside = shapely.contains_xy(region, [s.lon for s in valid], [s.lat for s in valid]) if valid else []
     x: _Excursion | None = None
     for s, is_in in zip(valid, inside, strict=True):
@@ -639,7 +639,7 @@ def _truth_dwell(run: Run, seen: list[Sample], world: World) -> list[dict[str, A
             extra = {"zone_id": p.zone_id, "category": p.category}
             out.append(_line(run, "private_destination", visit[0].t, visit[-1].t, note, **extra))
 
-    still = [s for s in seen if s.valid and (s.speed < STATIONARY_KMH or not s.acc)]
+    still = [s for s in seen if s.placed and (s.speed < STATIONARY_KMH or not s.acc)]
     zone_of: dict[int, Any] = {}
     if still:
         xs, ys = [s.lon for s in still], [s.lat for s in still]
@@ -648,7 +648,7 @@ def _truth_dwell(run: Run, seen: list[Sample], world: World) -> list[dict[str, A
                 if hit and id(s) not in zone_of:
                     zone_of[id(s)] = p
     for s in seen:
-        if not s.valid:
+        if not s.placed:
             continue
         here = zone_of.get(id(s))
         if here is not where:
@@ -663,7 +663,7 @@ def _truth_dwell(run: Run, seen: list[Sample], world: World) -> list[dict[str, A
 def _truth_depot(run: Run, seen: list[Sample]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     u = run.vehicle.unit
-    valid = [s for s in seen if s.valid]
+    valid = [s for s in seen if s.placed]
     if not valid:
         return out
     day = datetime.fromtimestamp(valid[0].t, TZ).date()
