@@ -17,6 +17,8 @@ from typing import Any
 
 import orjson
 
+from fleetwatch.settings import MAX_FUTURE_SECONDS, MAX_SPEED_KMH
+
 FIX_VERSION = 1
 ORDER_VERSION = 1
 TRIP_VERSION = 1
@@ -233,8 +235,8 @@ def parse_fix(
     raw: bytes | str | dict[str, Any],
     *,
     now: datetime | None = None,
-    max_future: timedelta = timedelta(minutes=5),
-    max_speed_kmh: float = 250.0,
+    max_future: timedelta = timedelta(seconds=MAX_FUTURE_SECONDS),
+    max_speed_kmh: float = MAX_SPEED_KMH,
 ) -> Fix:
     """Parse and validate a telemetry fix v1; raise `ContractError` saying exactly what is wrong.
 

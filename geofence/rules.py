@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from fleetwatch.records import AlertType
+from fleetwatch.settings import ORG_DEFAULTS as D
 from geofence.index import ZoneIndex
 from geofence.workcalendar import OfficeHours, WorkCalendar, YearSchedule
 from geofence.zones import SENSITIVE_CATEGORIES, Zone, ZoneError, load_zone_file
@@ -48,27 +49,27 @@ class RulesError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class OrgSettings:
-    """Detection settings of one org after inheritance (defaults: docs/world-format.md)."""
+    """Detection settings of one org after inheritance (defaults: `fleetwatch.settings.ORG_DEFAULTS`)."""
 
-    timezone: str = "Asia/Shanghai"
-    office_hours: OfficeHours = field(default_factory=OfficeHours)
+    timezone: str = D.timezone
+    office_hours: OfficeHours = field(default_factory=lambda: OfficeHours(D.office_start, D.office_end))
     permitted_region: str | None = None
     sensitive_categories: frozenset[str] = frozenset(SENSITIVE_CATEGORIES)
-    stop_seconds: float = 300
-    min_trip_seconds: float = 300
-    min_trip_meters: float = 500
-    off_hours_min_seconds: float = 300
-    off_hours_min_meters: float = 1000
-    region_buffer_m: float = 200
-    out_of_area_min_seconds: float = 60
-    out_of_area_min_fixes: int = 2
-    stationary_speed_kmh: float = 3
-    dwell_min_seconds: float = 600
-    depot_check_time: time = time(2, 0)
-    overspeed_kmh: float = 120
-    overspeed_min_seconds: float = 30
-    offline_after_seconds: float = 900
-    lateness_seconds: float = 600
+    stop_seconds: float = D.stop_seconds
+    min_trip_seconds: float = D.min_trip_seconds
+    min_trip_meters: float = D.min_trip_meters
+    off_hours_min_seconds: float = D.off_hours_min_seconds
+    off_hours_min_meters: float = D.off_hours_min_meters
+    region_buffer_m: float = D.region_buffer_m
+    out_of_area_min_seconds: float = D.out_of_area_min_seconds
+    out_of_area_min_fixes: int = D.out_of_area_min_fixes
+    stationary_speed_kmh: float = D.stationary_speed_kmh
+    dwell_min_seconds: float = D.dwell_min_seconds
+    depot_check_time: time = D.depot_check_time
+    overspeed_kmh: float = D.overspeed_kmh
+    overspeed_min_seconds: float = D.overspeed_min_seconds
+    offline_after_seconds: float = D.offline_after_seconds
+    lateness_seconds: float = D.lateness_seconds
     orders_required: bool = False
     severity_red: Mapping[str, float] = field(default_factory=lambda: DEFAULT_SEVERITY_RED)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -45,8 +45,12 @@ def detect(
         typer.Option("--no-future-check", help="Skip the future-timestamp check (clock of capture unknown)."),
     ] = False,
     late_horizon: Annotated[
-        float, typer.Option(help="Seconds back a late fix is still re-evaluated (older ones are reported).")
-    ] = 3 * 3600.0,
+        float | None,
+        typer.Option(
+            help="Seconds back a late fix is still re-evaluated (older ones are reported) "
+            "[default: FLEETWATCH_LATE_HORIZON_SECONDS, 10800]."
+        ),
+    ] = None,
     strict: Annotated[
         bool,
         typer.Option(
@@ -59,6 +63,7 @@ def detect(
     """Run the detection core over a fixes file: writes trips.jsonl, alerts.jsonl and
     dead_letters.jsonl (lines that fail the contract, with the reason)."""
     from fleetwatch.records import ContractError, parse_order, parse_timestamp
+    from fleetwatch.settings import get_settings
     from geofence import RulesError, ZoneError, load_rules
     from streams.core import STAGES, Context, OrderBook, detect_lines
 
@@ -81,12 +86,21 @@ def detect(
     clock = parse_timestamp(now, "--now") if now else datetime.now(UTC)
     out_dir = out or fixes.parent
     out_dir.mkdir(parents=True, exist_ok=True)
-    ctx = Context(rules, book, late_horizon_seconds=late_horizon)
+    settings = get_settings()
+    ctx = Context(
+        rules,
+        book,
+        late_horizon_seconds=late_horizon if late_horizon is not None else settings.late_horizon_seconds,
+        snapshot_every_seconds=settings.snapshot_every_seconds,
+    )
     console.print(f"stages: {' -> '.join(STAGES)}; {len(rules.zones)} zones, {len(rules.vehicles)} vehicles")
     started = time.perf_counter()
     with fixes.open("rb") as fh, Progress(transient=True, console=console) as progress:
         task = progress.add_task("detecting", total=fixes.stat().st_size)
-        result = detect_lines(_tracked(fh, progress, task), ctx, now=clock, check_future=not no_future_check)
+        result = detect_lines(
+            _tracked(fh, progress, task), ctx, now=clock, check_future=not no_future_check,
+            max_future=timedelta(seconds=settings.max_future_seconds), max_speed_kmh=settings.max_speed_kmh,
+        )  # fmt: skip
     elapsed = time.perf_counter() - started
     years = ", ".join(str(y) for y in result.missing_years())
     if years and strict:

@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from fleetwatch.records import Alert, ContractError, Trip, parse_fix
+from fleetwatch.settings import MAX_FUTURE_SECONDS, MAX_SPEED_KMH
 from streams.core.context import Context
 from streams.core.events import Event, EventKind
 from streams.core.pipeline import VehicleState, flush, process
@@ -82,8 +83,11 @@ def detect_lines(
     *,
     now: datetime | None = None,
     check_future: bool = True,
+    max_future: timedelta = timedelta(seconds=MAX_FUTURE_SECONDS),
+    max_speed_kmh: float = MAX_SPEED_KMH,
 ) -> DetectionResult:
-    """Run detection over raw JSON lines (blank lines are skipped, bad ones dead-lettered)."""
+    """Run detection over raw JSON lines (blank lines are skipped, bad ones dead-lettered);
+    the contract's limits come from the caller's settings."""
     result = DetectionResult()
     states = result.states
     for line_no, raw in enumerate(lines, start=1):
@@ -91,7 +95,8 @@ def detect_lines(
             continue
         result.lines += 1
         try:
-            fix = parse_fix(raw, now=now if check_future else _NO_FUTURE_CHECK)
+            clock = now if check_future else _NO_FUTURE_CHECK
+            fix = parse_fix(raw, now=clock, max_future=max_future, max_speed_kmh=max_speed_kmh)
         except ContractError as exc:
             text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
             result.dead_letters.append(DeadLetter(line_no, text.rstrip("\n"), exc))
