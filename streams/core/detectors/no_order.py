@@ -4,35 +4,23 @@ from __future__ import annotations
 
 from fleetwatch.records import AlertType, Severity
 from streams.core.detector import Env, Exemption, candidate
-from streams.core.detectors.trips import ClosedTrip
-from streams.core.enrich import Enriched
+from streams.core.detectors.trips import ClosedTrip, TripRule
 
 
-class NoOrder:
+class NoOrder(TripRule):
     """For orgs with `orders_required: true`: each trip `trips` closes with driving in working
     time (off-hours driving is off_hours' business) and no approved order overlapping it. It
     qualifies when the trip is known (`raised_at` = trip end); orders are its own test, so no
     exemption stage rule applies. A trip on a date the calendar does not cover is skipped."""
 
     name = "no_order"
-    needs = ("trips",)
     alert_type = AlertType.NO_ORDER
     exemption = Exemption.NONE
 
-    def new_state(self) -> None:
-        return None
-
-    def step(self, state: None, ef: Enriched, env: Env) -> None:
-        self._judge(env)
-
-    def close(self, state: None, env: Env) -> None:
-        self._judge(env)
-
-    def _judge(self, env: Env) -> None:
+    def judge(self, closed: list[ClosedTrip], env: Env) -> None:
         vc = env.vc
         if not vc.settings.orders_required:
             return
-        closed: list[ClosedTrip] = env.posted.get("trips", [])
         for ct in closed:
             trip = ct.trip
             if ct.undetermined is not None or ct.working_s <= 0:

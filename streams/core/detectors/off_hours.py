@@ -4,31 +4,19 @@ from __future__ import annotations
 
 from fleetwatch.records import AlertType
 from streams.core.detector import Env, Exemption, candidate, severity_of
-from streams.core.detectors.trips import ClosedTrip
-from streams.core.enrich import Enriched
+from streams.core.detectors.trips import ClosedTrip, TripRule
 
 
-class OffHours:
+class OffHours(TripRule):
     """Judges each trip `trips` closes; it qualifies when the trip is known, so `raised_at` is
     the trip's end. A trip on a date the calendar does not cover is undetermined: no alert."""
 
     name = "off_hours"
-    needs = ("trips",)
     alert_type = AlertType.OFF_HOURS
     exemption = Exemption.COVERING
 
-    def new_state(self) -> None:
-        return None
-
-    def step(self, state: None, ef: Enriched, env: Env) -> None:
-        self._judge(env)
-
-    def close(self, state: None, env: Env) -> None:
-        self._judge(env)
-
-    def _judge(self, env: Env) -> None:
+    def judge(self, closed: list[ClosedTrip], env: Env) -> None:
         s = env.vc.settings
-        closed: list[ClosedTrip] = env.posted.get("trips", [])
         for ct in closed:
             if ct.undetermined is not None:
                 continue

@@ -196,4 +196,23 @@ def _uncovered_day(a: datetime, b: datetime, env: Env) -> date:
     return day
 
 
+class TripRule:
+    """Base of detectors judging each trip `trips` closes (off_hours, no_order): stateless."""
+
+    name = "trip_rule"
+    needs = ("trips",)
+
+    def new_state(self) -> None:
+        return None
+
+    def step(self, state: None, ef: Enriched, env: Env) -> None:
+        self.judge(env.posted.get(Trips.name, []), env)
+
+    def close(self, state: None, env: Env) -> None:
+        self.judge(env.posted.get(Trips.name, []), env)
+
+    def judge(self, closed: list[ClosedTrip], env: Env) -> None:
+        raise NotImplementedError
+
+
 DETECTOR = Trips()
