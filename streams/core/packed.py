@@ -70,6 +70,12 @@ def unpack(row: bytes | memoryview, vehicle_id: str, devices: list[str]) -> Fix:
     )
 
 
+def order_key(row: bytes, devices: list[str]) -> tuple[int, str, int]:
+    """The release order of rows: (ts, device_id, seq), as the reorder stage uses it."""
+    us, _lat, _lon, _speed, seq, _alarm, _off, _flags, device = ROW.unpack(row)
+    return (us, devices[device], seq)
+
+
 def dedup_key(device: int, seq: int) -> int:
     """(device index, seq) as one int: the dedup window maps it to the fix's ts (µs)."""
     return (device << 40) | (seq & 0xFF_FFFF_FFFF)

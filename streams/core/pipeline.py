@@ -55,7 +55,7 @@ from streams.core.detectors import DETECTORS
 from streams.core.enrich import enrich
 from streams.core.events import Event, EventKind
 from streams.core.exempt import exempt
-from streams.core.packed import ROW_SIZE, History, dedup_key, iso, micros, pack, row_ts, unpack
+from streams.core.packed import ROW_SIZE, History, dedup_key, iso, micros, order_key, pack, row_ts, unpack
 from streams.core.screen import Screen, drain, feed
 
 #: The stage order, declared once; `_apply` and `_run` below follow it.
@@ -150,7 +150,7 @@ def dump_state(state: VehicleState) -> bytes:
     seen = array("q")
     for key, ts in state.seen.items():
         seen.extend((key, ts))
-    buffered = b"".join(row for *_, row in sorted(state.buffer))
+    buffered = b"".join(row for *_, row in sorted(state.buffer))  # heap order is not sorted order
     counters = (state.duplicates, state.seq_resets, state.reevaluated, state.unapplied, state.released)
     payload = (
         _STATE_FORMAT, state.vehicle_id, _freeze(state.core), state.devices, seen, buffered,
@@ -165,11 +165,8 @@ def load_state(data: bytes) -> VehicleState:
     if fmt != _STATE_FORMAT:
         raise ValueError(f"vehicle state format {fmt!r} is not {_STATE_FORMAT}")
     st = VehicleState(vehicle_id, _thaw(core), devices, dict(zip(seen[::2], seen[1::2], strict=True)))
-    for i in range(0, len(buffered), ROW_SIZE):
-        row = buffered[i : i + ROW_SIZE]
-        fix = unpack(row, vehicle_id, devices)
-        st.buffer.append((row_ts(row), fix.device_id, fix.seq, row))
-    heapq.heapify(st.buffer)
+    rows = (buffered[i : i + ROW_SIZE] for i in range(0, len(buffered), ROW_SIZE))
+    st.buffer = [(*order_key(row, devices), row) for row in rows]  # sorted: a valid heap
     st.max_ts, st.released_upto = max_ts, released_upto
     st.duplicates, st.seq_resets, st.reevaluated, st.unapplied, st.released = counters
     return st
@@ -305,13 +302,7 @@ def _late(st: VehicleState, row: bytes, fix: Fix, vc: VehicleContext, ctx: Conte
     st.reevaluated += 1
     k = snaps[-1]
     snap = st.snapshots[k]
-    devices = st.devices
-
-    def order(r: bytes) -> tuple[int, str, int]:
-        f = unpack(r, st.vehicle_id, devices)
-        return (row_ts(r), f.device_id, f.seq)
-
-    replay = sorted([*st.history.since(snap.index), row], key=order)
+    replay = sorted([*st.history.since(snap.index), row], key=lambda r: order_key(r, st.devices))
     old = _final_by_key(e for i, e in st.emitted if i >= snap.index)
     st.history.truncate(snap.index)
     st.snapshots = st.snapshots[: k + 1]  # keep the checkpoint itself (its ts bounds later replays)

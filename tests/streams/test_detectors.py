@@ -372,3 +372,20 @@ def test_a_restarted_sequence_is_not_mistaken_for_duplicates(rules: Rules) -> No
         state, _ = process(state, f, ctx)
     assert state is not None
     assert (state.duplicates, state.seq_resets) == (1, 3)
+
+
+def test_a_restored_state_reports_a_fix_older_than_its_restore_point(rules: Rules) -> None:
+    """No replay history after load_state: a late fix before the restore point is reported."""
+    from streams.core import dump_state, load_state
+
+    ctx = context(rules)
+    state = None
+    for f in drive("2026-03-02 10:00:00", *HOME, minutes=30):
+        state, _ = process(state, f, ctx)
+    assert state is not None and state.history.rows  # replay history in memory ...
+    restored = load_state(dump_state(state))
+    assert not restored.history.rows and restored.buffer == sorted(state.buffer)  # ... not persisted
+    restored, events = process(restored, fix("2026-03-02 10:05:05", *HOME), ctx)
+    [late] = events
+    assert late.kind is EventKind.LATE_FIX and "restore point" in late.detail["reason"]
+    assert restored.unapplied == 1
