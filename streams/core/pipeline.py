@@ -123,12 +123,11 @@ def new_state(vehicle_id: str) -> VehicleState:
 
 
 def _freeze(core: Core) -> tuple[Any, ...]:
-    """Core as plain data, compact: a detector whose state is as new is stored as None (most
-    detectors of most vehicles, most of the time), by detector name, so registering a new one
-    never invalidates stored states."""
+    """Core as plain data, compact: detector states by name, leaving out those as new (most
+    detectors of most vehicles, most of the time); registering a detector never invalidates
+    stored states (`_thaw` starts it fresh)."""
     fresh = {d.name: d.new_state() for d in DETECTORS}
-    states = {name: (None if st == fresh.get(name) else st) for name, st in core.detectors.items()}
-    states = {name: st for name, st in states.items() if st is not None}
+    states = {name: st for name, st in core.detectors.items() if st is not None and st != fresh.get(name)}
     sc, prev = core.screen, core.prev
     alerts = sorted(core.open_alerts)
     return (states, prev.ts, prev.acc, prev.position, sc.queue, sc.anchor, sc.outliers, alerts)
