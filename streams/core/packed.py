@@ -32,7 +32,7 @@ def iso(ts_us: int) -> str:
     return (_EPOCH + ts_us * _ONE_US).isoformat()
 
 
-def pack(fix: Fix, device: int) -> bytes:
+def pack(fix: Fix, device: int, ts_us: int | None = None) -> bytes:
     offset = fix.ts.utcoffset() or timedelta(0)
     flags = (
         (_ACC if fix.acc else 0)
@@ -40,7 +40,7 @@ def pack(fix: Fix, device: int) -> bytes:
         | (0 if fix.alarm is None else _ALARM_KNOWN)
     )
     return ROW.pack(
-        micros(fix.ts), fix.lat, fix.lon, fix.speed_kmh, fix.seq, fix.alarm or 0,
+        micros(fix.ts) if ts_us is None else ts_us, fix.lat, fix.lon, fix.speed_kmh, fix.seq, fix.alarm or 0,
         offset // timedelta(minutes=1), flags, device,
     )  # fmt: skip
 

@@ -56,7 +56,7 @@ from streams.core.enrich import enrich
 from streams.core.events import Event, EventKind
 from streams.core.exempt import exempt
 from streams.core.packed import ROW_SIZE, History, dedup_key, iso, micros, order_key, pack, row_ts, unpack
-from streams.core.screen import Screen, drain, feed
+from streams.core.screen import Item, Screen, drain, feed
 
 #: The stage order, declared once; `_apply` and `_run` below follow it.
 STAGES: tuple[str, ...] = ("dedup", "reorder", "screen", "enrich", "detect", "exempt")
@@ -91,8 +91,8 @@ class VehicleState:
     devices: list[str] = field(default_factory=list)
     #: dedup window: dedup_key(device, seq) -> ts (µs) of recently accepted fixes
     seen: dict[int, int] = field(default_factory=dict)
-    #: reorder heap: (ts µs, device_id, seq, packed row)
-    buffer: list[tuple[int, str, int, bytes]] = field(default_factory=list)
+    #: reorder heap: (ts µs, device_id, seq, packed row, the Fix while at hand: None once restored)
+    buffer: list[tuple[int, str, int, bytes, Fix | None]] = field(default_factory=list)
     max_ts: int | None = None  # µs
     released_upto: int | None = None  # µs
     duplicates: int = 0
@@ -130,14 +130,15 @@ def _freeze(core: Core) -> tuple[Any, ...]:
     states = {name: st for name, st in core.detectors.items() if st is not None and st != fresh.get(name)}
     sc, prev = core.screen, core.prev
     alerts = sorted(core.open_alerts)
-    return (states, prev.ts, prev.acc, prev.position, sc.queue, sc.anchor, sc.outliers, alerts)
+    queue = [row for row, _ in sc.queue]
+    return (states, prev.ts, prev.acc, prev.position, queue, sc.anchor, sc.outliers, alerts)
 
 
 def _thaw(frozen: tuple[Any, ...]) -> Core:
     states, prev_ts, prev_acc, prev_position, queue, anchor, outliers, open_alerts = frozen
     detectors = {d.name: states[d.name] if d.name in states else d.new_state() for d in DETECTORS}
     prev = LastFix(prev_ts, prev_acc, prev_position)
-    return Core(detectors, prev, Screen(queue, anchor, outliers), set(open_alerts))
+    return Core(detectors, prev, Screen([(row, None) for row in queue], anchor, outliers), set(open_alerts))
 
 
 def _checkpoint(core: Core) -> bytes:
@@ -149,7 +150,7 @@ def dump_state(state: VehicleState) -> bytes:
     seen = array("q")
     for key, ts in state.seen.items():
         seen.extend((key, ts))
-    buffered = b"".join(row for *_, row in sorted(state.buffer))  # heap order is not sorted order
+    buffered = b"".join(entry[3] for entry in sorted(state.buffer, key=lambda e: e[:3]))
     counters = (state.duplicates, state.seq_resets, state.reevaluated, state.unapplied, state.released)
     payload = (
         _STATE_FORMAT, state.vehicle_id, _freeze(state.core), state.devices, seen, buffered,
@@ -165,7 +166,7 @@ def load_state(data: bytes) -> VehicleState:
         raise ValueError(f"vehicle state format {fmt!r} is not {_STATE_FORMAT}")
     st = VehicleState(vehicle_id, _thaw(core), devices, dict(zip(seen[::2], seen[1::2], strict=True)))
     rows = (buffered[i : i + ROW_SIZE] for i in range(0, len(buffered), ROW_SIZE))
-    st.buffer = [(*order_key(row, devices), row) for row in rows]  # sorted: a valid heap
+    st.buffer = [(*order_key(row, devices), row, None) for row in rows]  # sorted: a valid heap
     st.max_ts, st.released_upto = max_ts, released_upto
     st.duplicates, st.seq_resets, st.reevaluated, st.unapplied, st.released = counters
     return st
@@ -188,11 +189,11 @@ def process(state: VehicleState | None, fix: Fix, ctx: Context) -> tuple[Vehicle
         # redelivery, and dropping it would lose real data.
         st.seq_resets += 1
     st.seen[key] = ts_us
-    row = pack(fix, device)
+    row = pack(fix, device, ts_us)
     # -- reorder (and the late policy)
     if st.released_upto is not None and ts_us < st.released_upto:
         return st, _late(st, row, fix, vc, ctx)
-    heapq.heappush(st.buffer, (ts_us, fix.device_id, fix.seq, row))
+    heapq.heappush(st.buffer, (ts_us, fix.device_id, fix.seq, row, fix))
     if st.max_ts is None or ts_us > st.max_ts:
         st.max_ts = ts_us
     events = _release(st, vc, ctx, st.max_ts - int(vc.settings.lateness_seconds * 1e6))
@@ -210,7 +211,7 @@ def flush(state: VehicleState, ctx: Context, until: datetime | None = None) -> l
         limit = micros(until)
         events = _release(st, vc, ctx, limit)
         queue = st.core.screen.queue
-        if queue and row_ts(queue[0]) <= limit - int(vc.settings.lateness_seconds * 1e6):
+        if queue and row_ts(queue[0][0]) <= limit - int(vc.settings.lateness_seconds * 1e6):
             events += _record(st, _run(st, drain(st.core.screen), vc))
         return events
     events = _release(st, vc, ctx, None)
@@ -244,11 +245,12 @@ def _record(st: VehicleState, events: list[Event]) -> list[Event]:
 def _release(st: VehicleState, vc: VehicleContext, ctx: Context, limit: int | None) -> list[Event]:
     events: list[Event] = []
     while st.buffer and (limit is None or st.buffer[0][0] <= limit):
-        events.extend(_apply(st, heapq.heappop(st.buffer)[3], vc, ctx))
+        _ts, _dev, _seq, row, fix = heapq.heappop(st.buffer)
+        events.extend(_apply(st, row, fix, vc, ctx))
     return events
 
 
-def _apply(st: VehicleState, row: bytes, vc: VehicleContext, ctx: Context) -> list[Event]:
+def _apply(st: VehicleState, row: bytes, fix: Fix | None, vc: VehicleContext, ctx: Context) -> list[Event]:
     """One row out of the reorder buffer: checkpoint if due, keep it for replay, run the rest."""
     ts_us = row_ts(row)
     if not st.snapshots:
@@ -259,19 +261,19 @@ def _apply(st: VehicleState, row: bytes, vc: VehicleContext, ctx: Context) -> li
         st.snapshots.append(Snapshot(st.history.end, ts_us, _checkpoint(st.core)))
     index = st.history.end
     st.history.append(row)
-    events = _run(st, feed(st.core.screen, row), vc)
+    events = _run(st, feed(st.core.screen, (row, fix)), vc)
     st.emitted.extend((index, e) for e in events)
     st.released_upto = ts_us
     st.released += 1
     return events
 
 
-def _run(st: VehicleState, rows: list[tuple[bytes, bool]], vc: VehicleContext) -> list[Event]:
-    """enrich -> detect -> exempt for rows the screen released (flag: position implausible)."""
+def _run(st: VehicleState, judged: list[tuple[Item, bool]], vc: VehicleContext) -> list[Event]:
+    """enrich -> detect -> exempt for fixes the screen released (flag: position implausible)."""
     core = st.core
     events: list[Event] = []
-    for row, outlier in rows:
-        fix = unpack(row, st.vehicle_id, st.devices)
+    for (row, parsed), outlier in judged:
+        fix = parsed if parsed is not None else unpack(row, st.vehicle_id, st.devices)
         ef = enrich(fix, vc, core.prev.position, trusted=not outlier)
         env = Env(vc, core.prev, [])
         states = core.detectors
@@ -309,7 +311,7 @@ def _late(st: VehicleState, row: bytes, fix: Fix, vc: VehicleContext, ctx: Conte
     st.core = _thaw(pickle.loads(snap.core))
     new_events: list[Event] = []
     for r in replay:
-        new_events.extend(_apply(st, r, vc, ctx))
+        new_events.extend(_apply(st, r, fix if r == row else None, vc, ctx))
     new = _final_by_key(new_events)
     diff = [_noting_lower_severity(e, old.get(key)) for key, e in new.items() if old.get(key) != e]
     for key, e in old.items():

@@ -9,8 +9,8 @@ it) until its successor is released: detection runs one fix behind the reorder s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
+from fleetwatch.records import Fix
 from geofence import haversine_m
 from streams.core.packed import ROW
 
@@ -24,75 +24,73 @@ SPEED_MARGIN_MS = 3.0
 SILENCE_S = 60.0
 
 
-class Point(NamedTuple):
-    ts_us: int
-    lat: float
-    lon: float
-    speed_kmh: float
+#: (ts µs, lat, lon, speed km/h)
+Point = tuple[int, float, float, float]
+#: a released fix: its packed row and, on the live path, the parsed Fix (None once restored)
+Item = tuple[bytes, Fix | None]
 
 
 @dataclass(slots=True)
 class Screen:
-    #: the fix being judged, then invalid fixes waiting behind it (packed rows)
-    queue: list[bytes] = field(default_factory=list)
+    #: the fix being judged, then invalid fixes waiting behind it
+    queue: list[Item] = field(default_factory=list)
     #: the last trusted valid fix (a plain tuple: it is persisted with every fix)
-    anchor: tuple[int, float, float, float] | None = None
+    anchor: Point | None = None
     outliers: int = 0
 
 
 def _point(row: bytes) -> tuple[Point, bool]:
     us, lat, lon, speed, _seq, _alarm, _off, flags, _dev = ROW.unpack(row)
     valid = not (flags & 2 and not flags & 4)  # fix_valid known and false: position is stale
-    return Point(us, lat, lon, speed), valid
+    return (us, lat, lon, speed), valid
 
 
 def _too_fast(a: Point, b: Point) -> bool:
-    metres = haversine_m(a.lat, a.lon, b.lat, b.lon)
+    metres = haversine_m(a[1], a[2], b[1], b[2])
     if metres <= JUMP_MIN_M:
         return False
-    seconds = max(1.0, (b.ts_us - a.ts_us) / 1e6)
-    plausible = max(a.speed_kmh, b.speed_kmh) / 3.6 * SPEED_FACTOR + SPEED_MARGIN_MS
+    seconds = max(1.0, (b[0] - a[0]) / 1e6)
+    plausible = max(a[3], b[3]) / 3.6 * SPEED_FACTOR + SPEED_MARGIN_MS
     return metres / seconds > plausible
 
 
-def _outlier(anchored: tuple[int, float, float, float] | None, k: Point, n: Point) -> bool:
+def _outlier(anchor: Point | None, k: Point, n: Point) -> bool:
     """k jumped if the leg to its successor is too fast, the leg into it too (or it ends a
     silence, which cannot judge it), and going straight from the anchor to n is plausible."""
-    if anchored is None or not _too_fast(k, n):
+    if anchor is None or not _too_fast(k, n):
         return False
-    anchor = Point(*anchored)
-    into = _too_fast(anchor, k) or (k.ts_us - anchor.ts_us) / 1e6 >= SILENCE_S
+    into = _too_fast(anchor, k) or (k[0] - anchor[0]) / 1e6 >= SILENCE_S
     return into and not _too_fast(anchor, n)
 
 
-def feed(sc: Screen, row: bytes) -> list[tuple[bytes, bool]]:
-    """Take one released row; return the rows now judged, in order, with their outlier flag."""
-    point, valid = _point(row)
-    if not valid or not sc.queue:
-        if sc.queue:
-            sc.queue.append(row)
-            return []
+def feed(sc: Screen, item: Item) -> list[tuple[Item, bool]]:
+    """Take one released fix; return the fixes now judged, in order, with their outlier flag."""
+    point, valid = _point(item[0])
+    queue = sc.queue
+    if not queue:
         if not valid:
-            return [(row, False)]
-        sc.queue = [row]
+            return [(item, False)]
+        sc.queue = [item]
         return []
-    k, _ = _point(sc.queue[0])
-    jumped = _outlier(sc.anchor, k, point)
+    if not valid:
+        queue.append(item)
+        return []
+    head = _point(queue[0][0])[0]
+    jumped = _outlier(sc.anchor, head, point)
     if jumped:
         sc.outliers += 1
     else:
-        sc.anchor = (k.ts_us, k.lat, k.lon, k.speed_kmh)
-    released = [(sc.queue[0], jumped), *((r, False) for r in sc.queue[1:])]
-    sc.queue = [row]
+        sc.anchor = head
+    released = [(queue[0], jumped), *((i, False) for i in queue[1:])]
+    sc.queue = [item]
     return released
 
 
-def drain(sc: Screen) -> list[tuple[bytes, bool]]:
+def drain(sc: Screen) -> list[tuple[Item, bool]]:
     """Release what is held, judging the first fix without a successor (trusted)."""
     if not sc.queue:
         return []
-    k = _point(sc.queue[0])[0]
-    sc.anchor = (k.ts_us, k.lat, k.lon, k.speed_kmh)
-    released = [(r, False) for r in sc.queue]
+    sc.anchor = _point(sc.queue[0][0])[0]
+    released = [(i, False) for i in sc.queue]
     sc.queue = []
     return released

@@ -384,7 +384,8 @@ def test_a_restored_state_reports_a_fix_older_than_its_restore_point(rules: Rule
         state, _ = process(state, f, ctx)
     assert state is not None and state.history.rows  # replay history in memory ...
     restored = load_state(dump_state(state))
-    assert not restored.history.rows and restored.buffer == sorted(state.buffer)  # ... not persisted
+    assert not restored.history.rows  # ... not persisted
+    assert [e[3] for e in restored.buffer] == [e[3] for e in sorted(state.buffer, key=lambda e: e[:3])]
     restored, events = process(restored, fix("2026-03-02 10:05:05", *HOME), ctx)
     [late] = events
     assert late.kind is EventKind.LATE_FIX and "restore point" in late.detail["reason"]

@@ -19,31 +19,41 @@ class DepotNight:
     alert_type = AlertType.DEPOT_NIGHT
     exemption = Exemption.RUNNING
 
-    def new_state(self) -> None:
-        return None
+    def new_state(self) -> datetime | None:
+        return None  # then: the first check instant after the last fix (most fixes stop there)
 
-    def step(self, state: None, ef: Enriched, env: Env) -> None:
+    def step(self, next_check: datetime | None, ef: Enriched, env: Env) -> datetime | None:
         vc = env.vc
-        prev_ts, known = env.prev.ts, env.prev.position
-        if vc.depot is None or prev_ts is None or known is None:
-            return
         ts = ef.fix.ts
-        day = prev_ts.astimezone(vc.tz).date()
-        while True:
-            check = datetime.combine(day, vc.settings.depot_check_time, vc.tz)
-            if check > ts:
-                break
-            if check > prev_ts:
-                lat, lon = (ef.lat, ef.lon) if (check == ts and ef.valid) else known
-                if not vc.depot.contains(lat, lon):
-                    details = {"depot": vc.depot.id, "distance_m": round(vc.depot.distance_m(lat, lon))}
-                    candidate(
-                        self, env, start=check, end=check, lat=lat, lon=lon, raised_at=check,
-                        details=details, severity=Severity.YELLOW, final=True, points=((lat, lon),),
-                    )  # fmt: skip
-            day += timedelta(days=1)
+        if vc.depot is None or (next_check is not None and ts < next_check):
+            return next_check
+        prev_ts, known = env.prev.ts, env.prev.position
+        if prev_ts is not None and known is not None:
+            day = prev_ts.astimezone(vc.tz).date()
+            while True:
+                check = datetime.combine(day, vc.settings.depot_check_time, vc.tz)
+                if check > ts:
+                    break
+                if check > prev_ts:
+                    self._check(check, ef, known, env)
+                day += timedelta(days=1)
+        day = ts.astimezone(vc.tz).date()
+        at = vc.settings.depot_check_time
+        check = datetime.combine(day, at, vc.tz)
+        return check if check > ts else datetime.combine(day + timedelta(days=1), at, vc.tz)
 
-    def close(self, state: None, env: Env) -> None:
+    def _check(self, check: datetime, ef: Enriched, known: tuple[float, float], env: Env) -> None:
+        depot = env.vc.depot
+        assert depot is not None
+        lat, lon = (ef.lat, ef.lon) if (check == ef.fix.ts and ef.valid) else known
+        if not depot.contains(lat, lon):
+            details = {"depot": depot.id, "distance_m": round(depot.distance_m(lat, lon))}
+            candidate(
+                self, env, start=check, end=check, lat=lat, lon=lon, raised_at=check,
+                details=details, severity=Severity.YELLOW, final=True, points=((lat, lon),),
+            )  # fmt: skip
+
+    def close(self, next_check: datetime | None, env: Env) -> None:
         return None
 
 
