@@ -110,8 +110,9 @@ class Track:
     noise: random.Random = field(init=False)
 
     def __post_init__(self) -> None:
-        # seeded from rng's state without drawing from it (hashes of ints are not randomised)
-        self.noise = random.Random(hash(self.rng.getstate()))
+        # seeded from rng's state without drawing from it; a str seed is hashed stably (sha512),
+        # unlike hash() of the state tuple (its None hashes by address)
+        self.noise = random.Random(repr(self.rng.getstate()[1][:24]))
 
     def _noisy(self, lat: float, lon: float) -> tuple[float, float]:
         s = self.cfg.gps_noise_m
