@@ -17,6 +17,8 @@ from typing import Any
 
 import orjson
 
+from fleetwatch.settings import MAX_FUTURE_SECONDS, MAX_SPEED_KMH
+
 FIX_VERSION = 1
 ORDER_VERSION = 1
 TRIP_VERSION = 1
@@ -266,8 +268,8 @@ def parse_fix(
     raw: bytes | str | dict[str, Any],
     *,
     now: datetime | None = None,
-    max_future: timedelta = timedelta(minutes=5),
-    max_speed_kmh: float = 250.0,
+    max_future: timedelta = timedelta(seconds=MAX_FUTURE_SECONDS),
+    max_speed_kmh: float = MAX_SPEED_KMH,
 ) -> Fix:
     """Parse and validate a telemetry fix v1; raise `ContractError` saying exactly what is wrong.
 
@@ -539,6 +541,21 @@ class AlertType(StrEnum):
     OVERSPEED = "overspeed"
     OFFLINE = "offline"
     POWER_CUT = "power_cut"
+    NO_ORDER = "no_order"
+
+
+class Severity(StrEnum):
+    """The provinces' 三色预警 grades an alert can carry (green is "no alert")."""
+
+    YELLOW = "yellow"
+    RED = "red"
+
+    @property
+    def rank(self) -> int:
+        return _SEVERITY_RANK[self]
+
+
+_SEVERITY_RANK = {Severity.YELLOW: 1, Severity.RED: 2}
 
 
 class AlertStatus(StrEnum):
@@ -554,7 +571,9 @@ def alert_id_for(alert_type: AlertType | str, vehicle_id: str, start: datetime) 
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    """A detected violation. `raised_at` is event time, so redelivery reproduces it exactly."""
+    """A detected violation. `raised_at` is the event time at which it first qualified, stable
+    through every update of the same `alert_id` (so `due` never slides); `severity` is optional
+    in v1 (absent in alerts written before it existed)."""
 
     alert_id: str
     type: AlertType
@@ -568,6 +587,7 @@ class Alert:
     details: dict[str, Any] = field(default_factory=dict)
     trip_id: str | None = None
     status: AlertStatus = AlertStatus.OPEN
+    severity: Severity | None = None
     v: int = ALERT_VERSION
 
     @property
@@ -587,6 +607,7 @@ class Alert:
         raised_at: datetime,
         details: dict[str, Any] | None = None,
         trip_id: str | None = None,
+        severity: Severity | None = None,
     ) -> Alert:
         return cls(
             alert_id=alert_id_for(alert_type, vehicle_id, start),
@@ -600,6 +621,7 @@ class Alert:
             raised_at=raised_at,
             details=dict(details or {}),
             trip_id=trip_id,
+            severity=severity,
         )
 
     def with_end(self, end: datetime) -> Alert:
@@ -622,6 +644,7 @@ class Alert:
                 "details": self.details,
                 "trip_id": self.trip_id,
                 "status": self.status.value,
+                "severity": self.severity.value if self.severity else None,
             }
         )
 
@@ -642,6 +665,11 @@ def parse_alert(raw: bytes | str | dict[str, Any]) -> Alert:
         status = AlertStatus(status_raw)
     except ValueError:
         raise ContractError("bad_value", "status", status_raw, "unknown alert status") from None
+    severity_raw = _str(obj, "severity", required=False)
+    try:
+        severity = Severity(severity_raw) if severity_raw is not None else None
+    except ValueError:
+        raise ContractError("bad_value", "severity", severity_raw, "must be yellow or red") from None
     details = _get(obj, "details", required=False) or {}
     if not isinstance(details, dict):
         raise ContractError("bad_type", "details", details, "expected a JSON object")
@@ -658,4 +686,5 @@ def parse_alert(raw: bytes | str | dict[str, Any]) -> Alert:
         details=details,
         trip_id=_str(obj, "trip_id", required=False),
         status=status,
+        severity=severity,
     )

@@ -2,11 +2,49 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import time
 from functools import lru_cache
 from pathlib import Path
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The telemetry contract's plausibility limits (`records.parse_fix` defaults; env-overridable below).
+MAX_FUTURE_SECONDS = 300.0
+MAX_SPEED_KMH = 250.0
+#: Detection core: how far back a late fix is re-evaluated, and how often state is checkpointed.
+LATE_HORIZON_SECONDS = 3 * 3600.0
+SNAPSHOT_EVERY_SECONDS = 1200.0
+
+
+@dataclass(frozen=True)
+class OrgDefaults:
+    """Detection defaults of an org (DESIGN §4, docs/world-format.md). rules.yaml overrides them
+    per org (`geofence.OrgSettings` starts from these); the simulator computes its truth with
+    them, so both always agree."""
+
+    timezone: str = "Asia/Shanghai"
+    office_start: time = time(8, 0)
+    office_end: time = time(18, 0)
+    stop_seconds: float = 300
+    min_trip_seconds: float = 300
+    min_trip_meters: float = 500
+    off_hours_min_seconds: float = 300
+    off_hours_min_meters: float = 1000
+    region_buffer_m: float = 200
+    out_of_area_min_seconds: float = 60
+    out_of_area_min_fixes: int = 2
+    stationary_speed_kmh: float = 3
+    dwell_min_seconds: float = 600
+    depot_check_time: time = time(2, 0)
+    overspeed_kmh: float = 120
+    overspeed_min_seconds: float = 30
+    offline_after_seconds: float = 900
+    lateness_seconds: float = 600
+
+
+ORG_DEFAULTS = OrgDefaults()
 
 
 class Settings(BaseSettings):
@@ -55,11 +93,15 @@ class Settings(BaseSettings):
     pg_password: SecretStr | None = None
 
     # --- contract limits -----------------------------------------------------------------
-    max_future_seconds: float = 300.0
-    max_speed_kmh: float = 250.0
+    max_future_seconds: float = MAX_FUTURE_SECONDS
+    max_speed_kmh: float = MAX_SPEED_KMH
     #: The bridge dead-letters bigger MQTT payloads as ``too_large`` before parsing them. A fix is
     #: ~250 bytes; Mosquitto itself refuses packets over 1 MiB (``max_packet_size``).
     ingest_max_payload_bytes: int = 16 * 1024
+
+    # --- detection (fleetwatch detect, stream workers) ---------------------------------------
+    late_horizon_seconds: float = LATE_HORIZON_SECONDS
+    snapshot_every_seconds: float = SNAPSHOT_EVERY_SECONDS
 
     def secret(self, name: str) -> str:
         """Return the secret ``name`` from the environment-backed field or the stack's secrets dir."""

@@ -7,17 +7,34 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import date, time
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from fleetwatch.records import AlertType
+from fleetwatch.settings import ORG_DEFAULTS as D
 from geofence.index import ZoneIndex
 from geofence.workcalendar import OfficeHours, WorkCalendar, YearSchedule
 from geofence.zones import SENSITIVE_CATEGORIES, Zone, ZoneError, load_zone_file
 
 RULES_VERSION = 1
 UNREGISTERED_ORG = "unregistered"
+
+#: Red (三色预警) thresholds per alert type, on the measure its detector grades by: dwell seconds
+#: (private_destination), metres driven outside working time (off_hours), seconds outside the
+#: region (out_of_area), peak km/h (overspeed), silent seconds (offline). An alert that qualifies
+#: is yellow; red once its measure reaches the threshold. A type without one stays yellow.
+DEFAULT_SEVERITY_RED: Mapping[str, float] = MappingProxyType(
+    {
+        AlertType.PRIVATE_DESTINATION.value: 1800.0,
+        AlertType.OFF_HOURS.value: 20000.0,
+        AlertType.OUT_OF_AREA.value: 1800.0,
+        AlertType.OVERSPEED.value: 150.0,
+        AlertType.OFFLINE.value: 3600.0,
+    }
+)
 
 
 class RulesError(ValueError):
@@ -32,27 +49,29 @@ class RulesError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class OrgSettings:
-    """Detection settings of one org after inheritance (defaults: docs/world-format.md)."""
+    """Detection settings of one org after inheritance (defaults: `fleetwatch.settings.ORG_DEFAULTS`)."""
 
-    timezone: str = "Asia/Shanghai"
-    office_hours: OfficeHours = field(default_factory=OfficeHours)
+    timezone: str = D.timezone
+    office_hours: OfficeHours = field(default_factory=lambda: OfficeHours(D.office_start, D.office_end))
     permitted_region: str | None = None
     sensitive_categories: frozenset[str] = frozenset(SENSITIVE_CATEGORIES)
-    stop_seconds: float = 300
-    min_trip_seconds: float = 300
-    min_trip_meters: float = 500
-    off_hours_min_seconds: float = 300
-    off_hours_min_meters: float = 1000
-    region_buffer_m: float = 200
-    out_of_area_min_seconds: float = 60
-    out_of_area_min_fixes: int = 2
-    stationary_speed_kmh: float = 3
-    dwell_min_seconds: float = 600
-    depot_check_time: time = time(2, 0)
-    overspeed_kmh: float = 120
-    overspeed_min_seconds: float = 30
-    offline_after_seconds: float = 900
-    lateness_seconds: float = 600
+    stop_seconds: float = D.stop_seconds
+    min_trip_seconds: float = D.min_trip_seconds
+    min_trip_meters: float = D.min_trip_meters
+    off_hours_min_seconds: float = D.off_hours_min_seconds
+    off_hours_min_meters: float = D.off_hours_min_meters
+    region_buffer_m: float = D.region_buffer_m
+    out_of_area_min_seconds: float = D.out_of_area_min_seconds
+    out_of_area_min_fixes: int = D.out_of_area_min_fixes
+    stationary_speed_kmh: float = D.stationary_speed_kmh
+    dwell_min_seconds: float = D.dwell_min_seconds
+    depot_check_time: time = D.depot_check_time
+    overspeed_kmh: float = D.overspeed_kmh
+    overspeed_min_seconds: float = D.overspeed_min_seconds
+    offline_after_seconds: float = D.offline_after_seconds
+    lateness_seconds: float = D.lateness_seconds
+    orders_required: bool = False
+    severity_red: Mapping[str, float] = field(default_factory=lambda: DEFAULT_SEVERITY_RED)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -60,6 +79,8 @@ class OrgSettings:
 
 
 _SETTING_NAMES = {f.name for f in fields(OrgSettings)}
+#: On/off settings (read as YAML booleans): found by their default, so a new one needs no reader.
+_FLAG_NAMES = {f.name for f in fields(OrgSettings) if isinstance(f.default, bool)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +185,11 @@ class _Reader:
     def text(self, value: Any, path: str) -> str:
         if not isinstance(value, str) or not value.strip():
             raise self.fail(path, f"{_show(value)} is not a non-empty string")
+        return value
+
+    def flag(self, value: Any, path: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(path, f"{_show(value)} is not true or false")
         return value
 
     def number(self, value: Any, path: str, minimum: float = 0.0) -> float:
@@ -281,6 +307,15 @@ def _settings(r: _Reader, raw: Any, path: str, parent: OrgSettings, zones: ZoneI
             changes[key] = frozenset(cats)
         elif key == "depot_check_time":
             changes[key] = r.time_of_day(value, kp)
+        elif key == "severity_red":
+            reds = dict(parent.severity_red)
+            for kind, threshold in r.mapping(value, kp).items():
+                if kind not in {t.value for t in AlertType}:
+                    raise r.fail(f"{kp}.{kind}", "not an alert type")
+                reds[kind] = r.number(threshold, f"{kp}.{kind}")
+            changes[key] = MappingProxyType(reds)
+        elif key in _FLAG_NAMES:
+            changes[key] = r.flag(value, kp)
         elif key == "out_of_area_min_fixes":
             changes[key] = int(r.number(value, kp, 1))
         else:

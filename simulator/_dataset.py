@@ -16,7 +16,7 @@ import orjson
 
 from fleetwatch.records import DispatchOrder
 from simulator._faults import FaultConfig, Message, apply_faults
-from simulator._motion import TZ, Drive, MotionConfig, Sample, Track, encode, epoch
+from simulator._motion import TZ, Drive, MotionConfig, Sample, Track, encode, epoch, for_vehicle
 from simulator._scenarios import DATES, FLEET_MIX, SCENARIOS, Ctx, Run, derive_truth, is_workday, run_scenario
 from simulator._world import Vehicle, World, build_world, write_world
 
@@ -102,7 +102,10 @@ def build_scenarios(
     motion = motion or MotionConfig()
     world = build_world(seed, nanjing=len(names), namespace=namespace)
     with _no_gc():
-        runs = [run_scenario(n, world, v, motion) for n, v in zip(names, world.vehicles, strict=True)]
+        runs = [
+            run_scenario(n, world, v, for_vehicle(motion, v.device_id, seed))
+            for n, v in zip(names, world.vehicles, strict=True)
+        ]
     return _finish(world, runs, faults or FaultConfig(), seed, seq_base, 2.0)
 
 
@@ -140,7 +143,12 @@ def build_fleet(
     days = [first_day + timedelta(days=i) for i in range((last_day - first_day).days + 1)]
     pick = random.Random(f"fleet-mix:{seed}")
     with _no_gc():
-        runs = [_fleet_vehicle(world, v, days, pick, mix, motion, seed, start, end) for v in world.vehicles]
+        runs = [
+            _fleet_vehicle(
+                world, v, days, pick, mix, for_vehicle(motion, v.device_id, seed), seed, start, end
+            )
+            for v in world.vehicles
+        ]
     return _finish(
         world, runs, faults or FaultConfig(), seed, seq_base, max(1.0, duration / timedelta(days=1))
     )

@@ -17,6 +17,7 @@ import shapely.affinity
 from shapely.geometry import MultiPoint, Point, Polygon, mapping
 
 from fleetwatch.records import DispatchOrder, OrderStatus
+from fleetwatch.settings import ORG_DEFAULTS
 from simulator._geography import (
     M_PER_DEG_LAT,
     distance_outside_m,
@@ -28,20 +29,21 @@ from simulator._geography import (
 from simulator._motion import ALARM_POWER_CUT, TZ, MotionConfig, Sample, Track, epoch, iso
 from simulator._world import DEPOT_RADIUS_M, Vehicle, World
 
-# Detection defaults (docs/world-format.md); the truth is computed with exactly these.
-OFFICE_START_S = 8 * 3600
-OFFICE_END_S = 18 * 3600
-OFF_HOURS_MIN_S = 300
-OFF_HOURS_MIN_M = 1000.0
-REGION_BUFFER_M = 200.0
-OUT_OF_AREA_MIN_S = 60
-OUT_OF_AREA_MIN_FIXES = 2
-STATIONARY_KMH = 3.0
-DWELL_MIN_S = 600
-DEPOT_CHECK_S = 2 * 3600
-OVERSPEED_KMH = 120.0
-OVERSPEED_MIN_S = 30
-OFFLINE_AFTER_S = 900
+# Detection defaults (fleetwatch.settings.ORG_DEFAULTS, as detection uses them): the truth is
+# computed with exactly these.
+_D = ORG_DEFAULTS
+OFFICE_START_S = _D.office_start.hour * 3600 + _D.office_start.minute * 60
+OFFICE_END_S = _D.office_end.hour * 3600 + _D.office_end.minute * 60
+OFF_HOURS_MIN_S = _D.off_hours_min_seconds
+OFF_HOURS_MIN_M = _D.off_hours_min_meters
+REGION_BUFFER_M = _D.region_buffer_m
+OUT_OF_AREA_MIN_S = _D.out_of_area_min_seconds
+OUT_OF_AREA_MIN_FIXES = _D.out_of_area_min_fixes
+STATIONARY_KMH = _D.stationary_speed_kmh
+DWELL_MIN_S = _D.dwell_min_seconds
+OVERSPEED_KMH = _D.overspeed_kmh
+OVERSPEED_MIN_S = _D.overspeed_min_seconds
+OFFLINE_AFTER_S = _D.offline_after_seconds
 
 
 def _first(days: list[date], weekday: int | None = None) -> date:
@@ -530,7 +532,7 @@ def _truth_off_hours(run: Run, seen: list[Sample]) -> list[dict[str, Any]]:
         for a, b in itertools.pairwise(pts):
             if off_work(a.t):
                 secs += b.t - a.t
-                if a.valid and b.valid:
+                if a.placed and b.placed:
                     metres += haversine_m(a.lat, a.lon, b.lat, b.lon)
         if secs < OFF_HOURS_MIN_S and metres < OFF_HOURS_MIN_M:
             continue
@@ -579,7 +581,7 @@ def _truth_out_of_area(run: Run, seen: list[Sample], world: World) -> list[dict[
             note = f"{len(x.beyond)} fixes beyond the {REGION_BUFFER_M:.0f} m buffer"
             out.append(_line(run, "out_of_area", start, end, note))
 
-    valid = [s for s in seen if s.valid]
+    valid = [s for s in seen if s.placed]
     inside = shapely.contains_xy(region, [s.lon for s in valid], [s.lat for s in valid]) if valid else []
     x: _Excursion | None = None
     for s, is_in in zip(valid, inside, strict=True):
@@ -639,7 +641,7 @@ def _truth_dwell(run: Run, seen: list[Sample], world: World) -> list[dict[str, A
             extra = {"zone_id": p.zone_id, "category": p.category}
             out.append(_line(run, "private_destination", visit[0].t, visit[-1].t, note, **extra))
 
-    still = [s for s in seen if s.valid and (s.speed < STATIONARY_KMH or not s.acc)]
+    still = [s for s in seen if s.placed and (s.speed < STATIONARY_KMH or not s.acc)]
     zone_of: dict[int, Any] = {}
     if still:
         xs, ys = [s.lon for s in still], [s.lat for s in still]
@@ -648,7 +650,7 @@ def _truth_dwell(run: Run, seen: list[Sample], world: World) -> list[dict[str, A
                 if hit and id(s) not in zone_of:
                     zone_of[id(s)] = p
     for s in seen:
-        if not s.valid:
+        if not s.placed:
             continue
         here = zone_of.get(id(s))
         if here is not where:
@@ -663,14 +665,14 @@ def _truth_dwell(run: Run, seen: list[Sample], world: World) -> list[dict[str, A
 def _truth_depot(run: Run, seen: list[Sample]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     u = run.vehicle.unit
-    valid = [s for s in seen if s.valid]
+    valid = [s for s in seen if s.placed]
     if not valid:
         return out
     day = datetime.fromtimestamp(valid[0].t, TZ).date()
     last_day = datetime.fromtimestamp(valid[-1].t, TZ).date()
     i = 0
     while day <= last_day:
-        check = at(day, 2)
+        check = at(day, _D.depot_check_time.hour, _D.depot_check_time.minute)
         while i + 1 < len(valid) and valid[i + 1].t <= check:
             i += 1
         s = valid[i]
@@ -692,7 +694,7 @@ def _truth_depot(run: Run, seen: list[Sample]) -> list[dict[str, Any]]:
 
 
 def _truth_runs(
-    run: Run, seen: list[Sample], kind: str, pred: Callable[[Sample], bool], min_s: int
+    run: Run, seen: list[Sample], kind: str, pred: Callable[[Sample], bool], min_s: float
 ) -> list[dict[str, Any]]:
     out = []
     cur: list[Sample] = []

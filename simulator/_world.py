@@ -13,9 +13,12 @@ from typing import Any
 import orjson
 import yaml
 
+from fleetwatch.settings import ORG_DEFAULTS
 from simulator._geography import CATEGORIES, Geography, build_geography
 
 DEPOT_RADIUS_M = 150.0
+# the province states its office hours (the detection defaults) explicitly in rules.yaml
+_OFFICE_HOURS = {"start": f"{ORG_DEFAULTS.office_start:%H:%M}", "end": f"{ORG_DEFAULTS.office_end:%H:%M}"}
 
 UNIT_NAMES: dict[str, tuple[str, ...]] = {
     "js.nj": (
@@ -132,7 +135,7 @@ def _ring(points: list[tuple[float, float]]) -> list[list[float]]:
 
 def rules_document(world: World) -> dict[str, Any]:
     orgs: list[dict[str, Any]] = [
-        {"id": "js", "name": "江苏省", "settings": {"office_hours": {"start": "08:00", "end": "18:00"}}}
+        {"id": "js", "name": "江苏省", "settings": {"office_hours": _OFFICE_HOURS}}
     ]
     for city in world.geo.cities:
         orgs.append(

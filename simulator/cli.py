@@ -47,6 +47,21 @@ Heartbeat = Annotated[int, typer.Option(help="Seconds between heartbeats while p
 Invalid = Annotated[
     float, typer.Option(help="Share of fixes without a GPS fix (fix_valid false).", min=0, max=0.5)
 ]
+Jumps = Annotated[
+    float, typer.Option(help="Chance per drive of a signal loss, then a fix 1-1.5 km off.", min=0, max=1)
+]
+Drift = Annotated[float, typer.Option(help="Parked heartbeats wander up to this many metres.", min=0)]
+Slow = Annotated[
+    float, typer.Option(help="Share of vehicles reporting every 30 s while moving (loggers).", min=0, max=1)
+]
+
+
+def _motion(
+    interval: int, heartbeat: int, invalid: float, jumps: float, drift: float, slow: float
+) -> MotionConfig:
+    return MotionConfig(
+        interval, heartbeat, invalid_rate=invalid, jump_rate=jumps, parked_drift_m=drift, slow_share=slow
+    )
 
 
 def parse_duration(text: str) -> timedelta:
@@ -163,6 +178,9 @@ def scenario_cmd(
     interval: Interval = 10,
     heartbeat: Heartbeat = 300,
     invalid: Invalid = 0.01,
+    jumps: Jumps = 0.0,
+    drift: Drift = 0.0,
+    slow_share: Slow = 0.0,
 ) -> None:
     """Run labelled scenarios (one vehicle each) and write fixes, orders and ground truth."""
     if name == "list":
@@ -179,7 +197,7 @@ def scenario_cmd(
     with console.status(f"generating {len(names)} scenario(s)"):
         try:
             ds = build_scenarios(
-                names, seed, MotionConfig(interval, heartbeat, invalid_rate=invalid),
+                names, seed, _motion(interval, heartbeat, invalid, jumps, drift, slow_share),
                 _faults(duplicates, reorder, late_bursts, malformed),
             )  # fmt: skip
         except KeyError as exc:
@@ -224,6 +242,9 @@ def fleet_cmd(
     interval: Interval = 10,
     heartbeat: Heartbeat = 300,
     invalid: Invalid = 0.01,
+    jumps: Jumps = 0.0,
+    drift: Drift = 0.0,
+    slow_share: Slow = 0.0,
 ) -> None:
     """N vehicles on ordinary days (plus a mix of scenarios): a labelled dataset, or load into Mosquitto."""
     _need_one_output(out, mqtt)
@@ -236,7 +257,8 @@ def fleet_cmd(
     t0 = time.monotonic()
     with console.status(f"simulating {vehicles:,} vehicles for {duration}"):
         ds = build_fleet(
-            vehicles, seed, begin, span, mix, MotionConfig(interval, heartbeat, invalid_rate=invalid),
+            vehicles, seed, begin, span, mix,
+            _motion(interval, heartbeat, invalid, jumps, drift, slow_share),
             _faults(duplicates, reorder, late_bursts, malformed),
         )  # fmt: skip
     generated = time.monotonic() - t0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -45,13 +45,26 @@ def detect(
         typer.Option("--no-future-check", help="Skip the future-timestamp check (clock of capture unknown)."),
     ] = False,
     late_horizon: Annotated[
-        float, typer.Option(help="Seconds back a late fix is still re-evaluated (older ones are reported).")
-    ] = 3 * 3600.0,
+        float | None,
+        typer.Option(
+            help="Seconds back a late fix is still re-evaluated (older ones are reported) "
+            "[default: FLEETWATCH_LATE_HORIZON_SECONDS, 10800]."
+        ),
+    ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="Exit 2 and write nothing if any fix falls on a date the work calendar does not cover "
+            "(default: off-hours is undetermined for that vehicle-day, everything else goes on).",
+        ),
+    ] = False,
 ) -> None:
     """Run the detection core over a fixes file: writes trips.jsonl, alerts.jsonl and
     dead_letters.jsonl (lines that fail the contract, with the reason)."""
     from fleetwatch.records import ContractError, parse_order, parse_timestamp
-    from geofence import CalendarError, RulesError, ZoneError, load_rules
+    from fleetwatch.settings import get_settings
+    from geofence import RulesError, ZoneError, load_rules
     from streams.core import STAGES, Context, OrderBook, detect_lines
 
     try:
@@ -73,19 +86,27 @@ def detect(
     clock = parse_timestamp(now, "--now") if now else datetime.now(UTC)
     out_dir = out or fixes.parent
     out_dir.mkdir(parents=True, exist_ok=True)
-    ctx = Context(rules, book, late_horizon_seconds=late_horizon)
+    settings = get_settings()
+    ctx = Context(
+        rules,
+        book,
+        late_horizon_seconds=late_horizon if late_horizon is not None else settings.late_horizon_seconds,
+        snapshot_every_seconds=settings.snapshot_every_seconds,
+    )
     console.print(f"stages: {' -> '.join(STAGES)}; {len(rules.zones)} zones, {len(rules.vehicles)} vehicles")
     started = time.perf_counter()
-    try:
-        with fixes.open("rb") as fh, Progress(transient=True, console=console) as progress:
-            task = progress.add_task("detecting", total=fixes.stat().st_size)
-            result = detect_lines(
-                _tracked(fh, progress, task), ctx, now=clock, check_future=not no_future_check
-            )
-    except CalendarError as exc:
-        console.print(f"[red]calendar error:[/] {exc}")
-        raise typer.Exit(2) from None
+    with fixes.open("rb") as fh, Progress(transient=True, console=console) as progress:
+        task = progress.add_task("detecting", total=fixes.stat().st_size)
+        result = detect_lines(
+            _tracked(fh, progress, task), ctx, now=clock, check_future=not no_future_check,
+            max_future=timedelta(seconds=settings.max_future_seconds), max_speed_kmh=settings.max_speed_kmh,
+        )  # fmt: skip
     elapsed = time.perf_counter() - started
+    years = ", ".join(str(y) for y in result.missing_years())
+    if years and strict:
+        first = min(result.calendar_missing.values(), key=lambda d: str(d["date"]))
+        console.print(f"[red]calendar error (--strict):[/] {first['reason']}; nothing written")
+        raise typer.Exit(2)
 
     _write(out_dir / "trips.jsonl", (t.to_json() for t in result.sorted_trips()))
     _write(out_dir / "alerts.jsonl", (a.to_json() for a in result.sorted_alerts()))
@@ -109,12 +130,23 @@ def detect(
     table.add_row("sequence restarts (kept)", str(result.seq_resets))
     table.add_row("late fixes re-evaluated", str(result.reevaluated))
     table.add_row("late fixes beyond horizon (reported)", str(len(result.late)))
+    table.add_row("position jumps screened out (kept, not used for place)", str(result.outliers))
+    if years:
+        table.add_row(
+            f"[yellow]calendar missing {years}: off-hours undetermined[/]",
+            f"{len(result.calendar_missing)} vehicle-day(s)",
+        )
     dead = ", ".join(f"{k} {v}" for k, v in result.dead_letter_codes.most_common())
     table.add_row("dead letters", f"{len(result.dead_letters)}" + (f" ({dead})" if dead else ""))
     rate = result.lines / elapsed if elapsed > 0 else 0.0
     table.add_row("throughput", f"{rate:,.0f} lines/s ({elapsed:.2f} s)")
     console.print(table)
     console.print(f"wrote {out_dir}/trips.jsonl, alerts.jsonl, dead_letters.jsonl, late_fixes.jsonl")
+    if years:
+        console.print(
+            f"[yellow]the work calendar does not cover {years}: add calendar.years.<year> to "
+            f"{config.name} (or publish a chinese_calendar update) and re-run for off-hours[/]"
+        )
 
 
 def _tracked(lines: Iterable[bytes], progress: Progress, task: TaskID) -> Iterator[bytes]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
+from fleetwatch.settings import LATE_HORIZON_SECONDS, SNAPSHOT_EVERY_SECONDS
 from geofence import OrgSettings, Rules, WorkCalendar, Zone
 from streams.core.orders import OrderBook
 
@@ -15,10 +16,11 @@ class Context:
 
     rules: Rules
     orders: OrderBook = field(default_factory=OrderBook)
-    #: How far back a late fix can still be re-evaluated (event time, seconds).
-    late_horizon_seconds: float = 3 * 3600.0
+    #: How far back a late fix can still be re-evaluated (event time, seconds). Entry points pass
+    #: `Settings.late_horizon_seconds` (env FLEETWATCH_LATE_HORIZON_SECONDS); same default.
+    late_horizon_seconds: float = LATE_HORIZON_SECONDS
     #: How often (event time) a vehicle's detector state is checkpointed for re-evaluation.
-    snapshot_every_seconds: float = 1200.0
+    snapshot_every_seconds: float = SNAPSHOT_EVERY_SECONDS
     _vehicles: dict[str, VehicleContext] = field(default_factory=dict)
 
     def vehicle(self, vehicle_id: str) -> VehicleContext:

@@ -15,8 +15,9 @@ from streams.core.context import VehicleContext
 @dataclass(frozen=True, slots=True)
 class Enriched:
     fix: Fix
-    #: False for fix_valid == false: the position is then the last valid one, used by nothing
-    #: that depends on where the vehicle is now (DESIGN/world-format: keep ignition and alarm only).
+    #: False for fix_valid == false or a position the screen found implausible: the position is
+    #: then the last valid one, used by nothing that depends on where the vehicle is now
+    #: (DESIGN/world-format: keep ignition and alarm only).
     valid: bool
     lat: float
     lon: float
@@ -26,8 +27,10 @@ class Enriched:
     region_out_m: float | None
 
 
-def enrich(fix: Fix, vc: VehicleContext, last_valid: tuple[float, float] | None) -> Enriched:
-    valid = fix.fix_valid is not False
+def enrich(
+    fix: Fix, vc: VehicleContext, last_valid: tuple[float, float] | None, trusted: bool = True
+) -> Enriched:
+    valid = fix.fix_valid is not False and trusted
     if valid:
         lat, lon = fix.lat, fix.lon
     elif last_valid is not None:

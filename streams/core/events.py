@@ -15,6 +15,9 @@ class EventKind(StrEnum):
     RETRACT = "retract"  # a trip or alert emitted earlier is withdrawn (late data changed it)
     EXEMPTED = "exempted"  # a violation an approved dispatch order covers (audit trail, no alert)
     LATE_FIX = "late_fix"  # a fix too late even for re-evaluation: reported, not applied
+    #: operational: a date the work calendar does not cover; off-hours for that vehicle-day is
+    #: undetermined (every other detector goes on). key "calendar_missing:<vehicle>:<date>".
+    CALENDAR_MISSING = "calendar_missing"
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from fleetwatch.records import Alert, ContractError, Trip, parse_fix
+from fleetwatch.settings import MAX_FUTURE_SECONDS, MAX_SPEED_KMH
 from streams.core.context import Context
 from streams.core.events import Event, EventKind
 from streams.core.pipeline import VehicleState, flush, process
@@ -43,6 +44,9 @@ class DetectionResult:
     seq_resets: int = 0
     reevaluated: int = 0
     retractions: int = 0
+    outliers: int = 0  # fixes whose position the screen found implausible (kept, not used for place)
+    #: operational reports by key ("calendar_missing:<vehicle>:<date>"): off-hours undetermined
+    calendar_missing: dict[str, dict[str, Any]] = field(default_factory=dict)
     states: dict[str, VehicleState] = field(default_factory=dict)
 
     def apply(self, events: Iterable[Event]) -> None:
@@ -60,6 +64,11 @@ class DetectionResult:
                 self.alerts.pop(e.key, None)
             elif e.kind is EventKind.LATE_FIX:
                 self.late.append(e)
+            elif e.kind is EventKind.CALENDAR_MISSING:
+                self.calendar_missing[e.key] = e.detail
+
+    def missing_years(self) -> list[int]:
+        return sorted({int(d["year"]) for d in self.calendar_missing.values()})
 
     def sorted_alerts(self) -> list[Alert]:
         return sorted(self.alerts.values(), key=lambda a: (a.start, a.vehicle_id, a.type.value))
@@ -74,8 +83,11 @@ def detect_lines(
     *,
     now: datetime | None = None,
     check_future: bool = True,
+    max_future: timedelta = timedelta(seconds=MAX_FUTURE_SECONDS),
+    max_speed_kmh: float = MAX_SPEED_KMH,
 ) -> DetectionResult:
-    """Run detection over raw JSON lines (blank lines are skipped, bad ones dead-lettered)."""
+    """Run detection over raw JSON lines (blank lines are skipped, bad ones dead-lettered);
+    the contract's limits come from the caller's settings."""
     result = DetectionResult()
     states = result.states
     for line_no, raw in enumerate(lines, start=1):
@@ -83,7 +95,8 @@ def detect_lines(
             continue
         result.lines += 1
         try:
-            fix = parse_fix(raw, now=now if check_future else _NO_FUTURE_CHECK)
+            clock = now if check_future else _NO_FUTURE_CHECK
+            fix = parse_fix(raw, now=clock, max_future=max_future, max_speed_kmh=max_speed_kmh)
         except ContractError as exc:
             text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
             result.dead_letters.append(DeadLetter(line_no, text.rstrip("\n"), exc))
@@ -98,6 +111,7 @@ def detect_lines(
         result.duplicates += state.duplicates
         result.seq_resets += state.seq_resets
         result.reevaluated += state.reevaluated
+        result.outliers += state.outliers
     return result
 
 

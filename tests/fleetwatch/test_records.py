@@ -18,6 +18,7 @@ from fleetwatch.records import (
     DispatchOrder,
     Fix,
     OrderStatus,
+    Severity,
     Trip,
     alert_id_for,
     parse_alert,
@@ -141,6 +142,17 @@ def test_alert_round_trip_and_due() -> None:
     assert again.status is AlertStatus.OPEN
 
 
+def test_alert_severity_round_trips_and_is_optional() -> None:
+    start = datetime(2026, 11, 25, 21, tzinfo=CST)
+    red = Alert.new(
+        AlertType.PRIVATE_DESTINATION, "苏A1", "js", start, None, 32.0, 118.7, start, severity=Severity.RED
+    )
+    assert orjson.loads(red.to_json())["severity"] == "red"
+    assert parse_alert(red.to_json()) == red
+    older = {k: v for k, v in orjson.loads(red.to_json()).items() if k != "severity"}
+    assert parse_alert(older).severity is None  # alerts written before severity existed still parse
+
+
 def test_alert_rejections() -> None:
     start = datetime(2026, 11, 25, 21, tzinfo=CST)
     base = orjson.loads(
@@ -152,6 +164,7 @@ def test_alert_rejections() -> None:
         ("details", "x", "bad_type"),
         ("lat", "32", "bad_type"),
         ("v", 2, "unknown_version"),
+        ("severity", "orange", "bad_value"),
     ):
         with pytest.raises(ContractError) as info:
             parse_alert({**base, field_name: value})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections import Counter
 from datetime import datetime
@@ -10,9 +11,11 @@ import orjson
 import pytest
 
 from fleetwatch.records import ContractError, parse_fix
-from simulator._dataset import Dataset
+from simulator._dataset import Dataset, build_scenarios
 from simulator._faults import MALFORMED_KINDS, FaultConfig, Message, apply_faults, corrupt
-from simulator._motion import TZ
+from simulator._geography import haversine_m
+from simulator._motion import TZ, MotionConfig
+from simulator._scenarios import SCENARIOS
 from tests.simulator.conftest import FAULTS
 
 FAR = datetime.fromisoformat("2030-01-01T00:00:00+08:00")
@@ -109,3 +112,34 @@ def test_faulty_dataset_rates_and_recoverability(clean: Dataset, faulty: Dataset
         fix = parse_fix(m.payload, now=FAR)
         want[(fix.device_id, fix.seq)] = m.payload
     assert good == want
+
+
+# ---------------------------------------------------------------- position faults of real traces
+
+POSITION_FAULTS = MotionConfig(jump_rate=0.6, parked_drift_m=30.0, slow_share=0.4)
+
+
+def _truth_kinds(ds: Dataset) -> Counter[tuple[str, str, bool]]:
+    return Counter((t["type"], t["vehicle_id"], t.get("expect", True)) for t in ds.truth)
+
+
+def test_position_faults_are_present_and_leave_the_truth_unchanged(clean: Dataset) -> None:
+    faulty = build_scenarios(list(SCENARIOS), seed=7, motion=POSITION_FAULTS)
+    samples = [s for r in faulty.runs for s in r.received]
+    jumps = [s for s in samples if s.jump]
+    assert len(jumps) >= 5
+    assert _truth_kinds(faulty) == _truth_kinds(clean)
+    # some vehicles report every 30 s while moving, the others every 10 s
+    usual_step = Counter(
+        Counter(b.t - a.t for a, b in itertools.pairwise(r.received) if a.acc and b.acc).most_common(1)[0][0]
+        for r in faulty.runs
+    )
+    assert set(usual_step) == {10, 30} and min(usual_step.values()) >= 5
+
+
+def test_parked_drift_stays_within_its_radius() -> None:
+    ds = build_scenarios(["workday"], seed=3, motion=MotionConfig(parked_drift_m=30.0))
+    parked = [s for s in ds.runs[0].received if not s.acc]
+    first = parked[0]
+    moved = max(haversine_m(first.lat, first.lon, s.lat, s.lon) for s in parked[:100])
+    assert 5.0 < moved < 30.0 * 2 + 4 * 3.0  # drifts tens of metres, never beyond 2 x radius + noise

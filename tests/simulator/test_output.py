@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -39,6 +41,16 @@ def test_same_seed_same_bytes(tmp_path: Path) -> None:
 def test_same_seed_same_fleet(tmp_path: Path) -> None:
     write_dataset(build_fleet(30, seed=5, duration=timedelta(days=2)), tmp_path / "a")
     write_dataset(build_fleet(30, seed=5, duration=timedelta(days=2)), tmp_path / "b")
+    assert digest(tmp_path / "a") == digest(tmp_path / "b")
+
+
+def test_same_seed_same_bytes_across_processes(tmp_path: Path) -> None:
+    """Nothing may depend on per-process state (hash randomisation, object addresses)."""
+    faults = ["--jumps", "0.5", "--drift", "30", "--slow-share", "0.3"]
+    args = ["simulate", "scenario", "all", "--seed", "11", *faults]
+    exe = Path(sys.executable).parent / "fleetwatch"
+    for name in ("a", "b"):
+        subprocess.run([str(exe), *args, "--out", str(tmp_path / name)], check=True, capture_output=True)
     assert digest(tmp_path / "a") == digest(tmp_path / "b")
 
 

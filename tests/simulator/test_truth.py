@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import chinese_calendar
@@ -266,3 +266,31 @@ def test_fleet_window_clips_to_duration() -> None:
 def test_all_scenarios_are_in_the_catalogue(clean: Dataset) -> None:
     assert [r.scenario for r in clean.runs] == list(SCENARIOS)
     assert len({r.vehicle.vehicle_id for r in clean.runs}) == len(SCENARIOS)
+
+
+def test_truth_is_computed_with_the_detection_org_defaults() -> None:
+    """One source: fleetwatch.settings.ORG_DEFAULTS feeds geofence's OrgSettings and the truth."""
+    from geofence import OrgSettings
+    from simulator import _scenarios as sc
+
+    d = OrgSettings()
+
+    def seconds(t: time) -> int:
+        return t.hour * 3600 + t.minute * 60
+
+    pairs = [
+        (seconds(d.office_hours.start), sc.OFFICE_START_S),
+        (seconds(d.office_hours.end), sc.OFFICE_END_S),
+        (d.off_hours_min_seconds, sc.OFF_HOURS_MIN_S),
+        (d.off_hours_min_meters, sc.OFF_HOURS_MIN_M),
+        (d.region_buffer_m, sc.REGION_BUFFER_M),
+        (d.out_of_area_min_seconds, sc.OUT_OF_AREA_MIN_S),
+        (d.out_of_area_min_fixes, sc.OUT_OF_AREA_MIN_FIXES),
+        (d.stationary_speed_kmh, sc.STATIONARY_KMH),
+        (d.dwell_min_seconds, sc.DWELL_MIN_S),
+        (d.overspeed_kmh, sc.OVERSPEED_KMH),
+        (d.overspeed_min_seconds, sc.OVERSPEED_MIN_S),
+        (d.offline_after_seconds, sc.OFFLINE_AFTER_S),
+    ]
+    assert [detection for detection, _ in pairs] == [truth for _, truth in pairs]
+    assert d.depot_check_time == time(2, 0)  # what the truth's notes say

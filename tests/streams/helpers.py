@@ -22,6 +22,7 @@ def run(rules: Rules, fixes: Iterable[Fix], orders: list[DispatchOrder] | None =
         result.apply(flush(state, ctx))
         result.duplicates += state.duplicates
         result.reevaluated += state.reevaluated
+        result.outliers += state.outliers
     return result
 
 

@@ -79,3 +79,50 @@ def test_score_lists_misses_and_false_alarms(tmp_path: Path) -> None:
     assert res.exit_code == 1  # overspeed missed, private_destination unexpected
     assert "misses (1)" in res.output and "speeding" in res.output
     assert "false alarms (" in res.output and "matches no" in res.output
+
+
+def _mixed_calendar_world(tmp_path: Path) -> tuple[Path, Path]:
+    """苏A10001 on a covered Saturday; an unregistered vehicle on 2027-01-04 (not covered)."""
+    rules = write_world(tmp_path)
+    weekend = drive("2026-03-07 10:00:00", *DEPOT, minutes=10) + park(
+        "2026-03-07 10:11:00", *DEPOT, minutes=6
+    )
+    uncovered = drive("2027-01-04 10:00:00", *DEPOT, minutes=10) + park(
+        "2027-01-04 10:11:00", *DEPOT, minutes=6
+    )
+    lines = [f.to_json() for f in weekend]
+    for f in uncovered:
+        raw = f.to_dict() | {"vehicle_id": "苏A20002", "device_id": "NJ0002"}
+        lines.append(orjson.dumps(raw))
+    fixes = tmp_path / "fixes.jsonl"
+    fixes.write_bytes(b"\n".join(lines) + b"\n")
+    return rules, fixes
+
+
+def test_an_uncovered_date_isolates_to_its_vehicle_day_and_is_reported(tmp_path: Path) -> None:
+    rules, fixes = _mixed_calendar_world(tmp_path)
+    out = tmp_path / "out"
+    res = runner.invoke(
+        app,
+        ["detect", "--no-future-check", "--config", str(rules), str(fixes), "--out", str(out)],
+        terminal_width=200,
+    )
+    assert res.exit_code == 0, res.output
+    alerts = [orjson.loads(x) for x in (out / "alerts.jsonl").read_bytes().splitlines()]
+    assert [(a["vehicle_id"], a["type"]) for a in alerts] == [(VEHICLE, "off_hours")]
+    trips = [orjson.loads(x) for x in (out / "trips.jsonl").read_bytes().splitlines()]
+    assert sorted(t["vehicle_id"] for t in trips) == sorted([VEHICLE, "苏A20002"])
+    assert "calendar missing 2027" in res.output and "1 vehicle-day" in res.output
+
+
+def test_strict_keeps_exit_2_and_writes_nothing(tmp_path: Path) -> None:
+    rules, fixes = _mixed_calendar_world(tmp_path)
+    out = tmp_path / "out"
+    res = runner.invoke(
+        app,
+        ["detect", "--strict", "--no-future-check", "--config", str(rules), str(fixes), "--out", str(out)],
+        terminal_width=200,
+    )
+    assert res.exit_code == 2
+    assert "2027" in res.output and "nothing written" in res.output
+    assert not (out / "alerts.jsonl").exists()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fleetwatch.records import AlertType, OrderStatus
 from geofence import Rules
-from streams.core import EventKind, process
+from streams.core import EventKind, VehicleState, process
 from tests.streams.helpers import drive, of_type, park, run
 from tests.streams.world import DEPOT, GOLF, context, fix, order, square, ts
 
@@ -283,9 +285,7 @@ def test_fix_older_than_the_horizon_is_reported_not_dropped(rules: Rules) -> Non
 # ------------------------------------------------------------------------- state, calendar, CLI
 
 
-def test_state_pickles_mid_run_and_continues_identically(rules: Rules) -> None:
-    import pickle
-
+def _restored_mid_run(rules: Rules, restore: Callable[[VehicleState], VehicleState]) -> None:
     from streams.core import DetectionResult, flush
 
     fixes = drive("2026-03-07 10:00:00", *HOME, minutes=10) + park("2026-03-07 10:10:30", *GOLF, minutes=20)
@@ -294,25 +294,42 @@ def test_state_pickles_mid_run_and_continues_identically(rules: Rules) -> None:
     result = DetectionResult()
     state = None
     for i, f in enumerate(fixes):
-        if i == len(fixes) // 2:
+        if i % 7 == 3:
             assert state is not None
-            assert state.det.clone() == state.det
-            state = pickle.loads(pickle.dumps(state))
+            state = restore(state)
         state, events = process(state, f, ctx)
         result.apply(events)
     assert state is not None
     result.apply(flush(state, ctx))
     assert [a.to_dict() for a in result.sorted_alerts()] == [a.to_dict() for a in straight.sorted_alerts()]
+    assert [t.to_dict() for t in result.sorted_trips()] == [t.to_dict() for t in straight.sorted_trips()]
     assert len(straight.alerts) == 2  # off_hours + private_destination
 
 
-def test_a_fix_in_a_year_the_calendar_does_not_cover_is_an_error(rules: Rules) -> None:
-    import pytest
+def test_state_pickles_mid_run_and_continues_identically(rules: Rules) -> None:
+    import pickle
 
-    from geofence import CalendarError
+    _restored_mid_run(rules, lambda st: pickle.loads(pickle.dumps(st)))
 
-    with pytest.raises(CalendarError, match="2027"):
-        process(None, fix("2027-03-03 10:00:00", *HOME), context(rules))
+
+def test_persisted_state_restored_mid_run_continues_identically(rules: Rules) -> None:
+    """What a worker does: store dump_state() after each fix, load it before the next."""
+    from streams.core import dump_state, load_state
+
+    _restored_mid_run(rules, lambda st: load_state(dump_state(st)))
+
+
+def test_an_uncovered_date_makes_off_hours_undetermined_and_everything_else_goes_on(rules: Rules) -> None:
+    # 2027 is not in chinese_calendar (nor in rules.yaml): a Saturday drive + a golf visit.
+    fixes = drive("2027-03-06 10:00:00", *HOME, minutes=10) + park("2027-03-06 10:10:30", *GOLF, minutes=20)
+    result = run(rules, fixes)
+    assert len(result.trips) == 1  # the trip is still found ...
+    assert not of_type(result, AlertType.OFF_HOURS)  # ... but whether it was off-hours is unknown
+    assert len(of_type(result, AlertType.PRIVATE_DESTINATION)) == 1  # other detectors go on
+    [report] = result.calendar_missing.values()
+    assert (report["year"], report["date"], report["vehicle_id"]) == (2027, "2027-03-06", fixes[0].vehicle_id)
+    assert "calendar.years.2027" in report["reason"]
+    assert result.missing_years() == [2027]
 
 
 def test_flush_until_releases_held_fixes_for_an_idle_vehicle(rules: Rules) -> None:
@@ -355,3 +372,21 @@ def test_a_restarted_sequence_is_not_mistaken_for_duplicates(rules: Rules) -> No
         state, _ = process(state, f, ctx)
     assert state is not None
     assert (state.duplicates, state.seq_resets) == (1, 3)
+
+
+def test_a_restored_state_reports_a_fix_older_than_its_restore_point(rules: Rules) -> None:
+    """No replay history after load_state: a late fix before the restore point is reported."""
+    from streams.core import dump_state, load_state
+
+    ctx = context(rules)
+    state = None
+    for f in drive("2026-03-02 10:00:00", *HOME, minutes=30):
+        state, _ = process(state, f, ctx)
+    assert state is not None and state.history.rows  # replay history in memory ...
+    restored = load_state(dump_state(state))
+    assert not restored.history.rows  # ... not persisted
+    assert [e[3] for e in restored.buffer] == [e[3] for e in sorted(state.buffer, key=lambda e: e[:3])]
+    restored, events = process(restored, fix("2026-03-02 10:05:05", *HOME), ctx)
+    [late] = events
+    assert late.kind is EventKind.LATE_FIX and "restore point" in late.detail["reason"]
+    assert restored.unapplied == 1

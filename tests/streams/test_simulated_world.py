@@ -14,12 +14,29 @@ from streams.core import Context, OrderBook, detect_lines
 from streams.core.scoring import parse_alerts, parse_truth, score
 
 FAULTS = ["--duplicates", "0.12", "--reorder", "0.06", "--late-bursts", "2", "--malformed", "0.01"]
+#: what real traces showed: position jumps after signal loss, parked drift, 30 s reporters
+POSITION_FAULTS = ["--jumps", "0.5", "--drift", "30", "--slow-share", "0.3"]
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_full_scenario_set_with_faults_scores_perfectly(tmp_path: Path, seed: int) -> None:
+@pytest.mark.parametrize(
+    ("seed", "position_faults"), [(1, []), (2, []), (3, POSITION_FAULTS), (4, POSITION_FAULTS)]
+)
+def test_full_scenario_set_with_faults_scores_perfectly(
+    tmp_path: Path, seed: int, position_faults: list[str]
+) -> None:
     res = CliRunner().invoke(
-        app, ["simulate", "scenario", "all", "--out", str(tmp_path), "--seed", str(seed), *FAULTS]
+        app,
+        [
+            "simulate",
+            "scenario",
+            "all",
+            "--out",
+            str(tmp_path),
+            "--seed",
+            str(seed),
+            *FAULTS,
+            *position_faults,
+        ],
     )
     assert res.exit_code == 0, res.output
     rules = load_rules(tmp_path / "rules.yaml")
@@ -37,3 +54,4 @@ def test_full_scenario_set_with_faults_scores_perfectly(tmp_path: Path, seed: in
     for kind in ("off_hours", "out_of_area", "private_destination"):
         assert report.by_type[kind].precision == 1.0 and report.by_type[kind].recall == 1.0
     assert report.by_type["off_hours"].must_not > 0 and report.by_type["out_of_area"].must_not > 0
+    assert (result.outliers > 0) == bool(position_faults)  # jumps are screened out, counted
