@@ -49,6 +49,27 @@ class Settings(BaseSettings):
     pg_database: str = "fleetwatch"
     pg_password: SecretStr | None = None
 
+    # --- stream worker (`fleetwatch worker`) ----------------------------------------------
+    #: Kafka consumer group / faust app id; the state table's changelog topic is named after it.
+    worker_app_id: str = "fleetwatch-worker"
+    #: Where a consumer group without committed offsets starts: earliest (nothing missed) or latest.
+    worker_start_from: str = "earliest"
+    #: Wall-clock timer period: flush idle vehicles, offline while silent, depot check, config watch.
+    worker_timer_seconds: float = 5.0
+    #: A fix counts as live when it arrives within this many seconds of its own timestamp; only
+    #: vehicles whose newest fix was live get wall-clock checks (replays and backlogs do not).
+    worker_live_lag_seconds: float = 120.0
+    #: A vehicle silent this long (wall clock) is flushed as at the end of its input: open trips,
+    #: visits and episodes close as of its last fix.
+    worker_idle_close_seconds: float = 4 * 3600.0
+    #: At most one `vehicle_state` update per vehicle this often (the live map's feed).
+    worker_vehicle_state_seconds: float = 10.0
+    #: Fixes handled per batch (state is persisted and offsets acknowledged once per batch).
+    worker_batch_size: int = 2000
+    worker_batch_seconds: float = 0.2
+    #: Where faust keeps its local files (table stores are in memory; recovery reads the changelog).
+    worker_data_dir: Path = Path(".stack/worker")
+
     # --- contract limits -----------------------------------------------------------------
     max_future_seconds: float = 300.0
     max_speed_kmh: float = 250.0

@@ -1,0 +1,268 @@
+"""The faust-streaming app: telemetry + orders -> per-vehicle state table -> core -> output topics.
+
+One agent (concurrency 1, faust-streaming #606) reads the telemetry and orders topics, both keyed
+by vehicle_id and co-partitioned with the state table, so the worker that owns a partition owns
+those vehicles' fixes, orders and state. Per batch it runs the engine, publishes the records
+(acks=all, idempotent), writes each touched vehicle's state to the table (changelog) once, and
+only then lets faust acknowledge the batch: a committed offset never runs ahead of the state and
+the outputs it implies. After a crash the batch is read again; the state restored from the
+changelog drops the fixes it already holds (dedup), the rest re-emit the same changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import faust
+from aiokafka import AIOKafkaProducer
+from faust.serializers import codecs
+from faust.types import TP, EventT
+
+from fleetwatch import topics
+from fleetwatch.settings import Settings
+from streams.worker.config import RulesWatch
+from streams.worker.engine import Engine, EngineConfig, Out, Source, utcnow
+from streams.worker.state_store import VehicleSlot, dump_slot, load_slot
+
+log = logging.getLogger("fleetwatch.worker")
+
+TABLE = "vehicles"
+
+
+class _SlotCodec(codecs.Codec):
+    """faust value codec for the state table: the worker's `dump_slot` / `load_slot`."""
+
+    def _dumps(self, s: Any) -> bytes:
+        return dump_slot(s)
+
+    def _loads(self, s: bytes) -> Any:
+        return load_slot(s)
+
+
+codecs.register("fw-slot", _SlotCodec())
+
+
+@dataclass
+class WorkerOptions:
+    rules: Path
+    name: str
+    telemetry_topic: str = topics.TELEMETRY
+    orders_topic: str = topics.ORDERS
+    engine: EngineConfig = field(default_factory=EngineConfig)
+
+
+@dataclass
+class Stats:
+    batches: int = 0
+    records: int = 0
+    state_writes: int = 0
+    state_bytes: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+class Worker:
+    """Builds the faust app for these settings and options."""
+
+    def __init__(self, settings: Settings, options: WorkerOptions) -> None:
+        self.settings = settings
+        self.options = options
+        self.rules = RulesWatch(options.rules)
+        self.engine = Engine(self.rules.load(), options.engine)
+        self.stats = Stats()
+        self.lock = asyncio.Lock()
+        self.producer: AIOKafkaProducer | None = None
+        app = faust.App(
+            settings.worker_app_id,
+            broker=f"kafka://{settings.kafka_bootstrap}",
+            store="memory://",
+            datadir=str(settings.worker_data_dir / settings.worker_app_id / options.name),
+            topic_partitions=topics.TELEMETRY_PARTITIONS,
+            topic_allow_declare=True,  # faust creates its own changelog/assignor topics
+            table_standby_replicas=0,
+            consumer_auto_offset_reset=settings.worker_start_from,
+            producer_acks=-1,
+            producer_compression_type="lz4",
+            broker_commit_interval=1.0,
+            web_enabled=False,
+            autodiscover=False,
+        )
+        self.app = app
+        self.table = app.Table(
+            TABLE,
+            default=None,
+            partitions=topics.TELEMETRY_PARTITIONS,
+            key_serializer="raw",
+            value_serializer="fw-slot",
+        )
+        self.source = app.topic(
+            options.telemetry_topic,
+            options.orders_topic,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+        app.agent(self.source, concurrency=1, name="detect")(self._agent)
+        app.timer(settings.worker_timer_seconds, name="wall_clock")(self._tick)
+        app.task(self._on_start)
+        app.on_partitions_assigned.connect(self._on_assigned)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def _on_start(self) -> None:
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            client_id=f"fleetwatch-worker-{self.options.name}",
+            acks="all",
+            enable_idempotence=True,
+            compression_type="lz4",
+            linger_ms=5,
+        )
+        await self.producer.start()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self._reload("SIGHUP")))
+        await self._send([self.engine.ops("worker_started", {"rules": str(self.options.rules)})])
+        log.info("worker %s started; rules %s", self.options.name, self.options.rules)
+
+    async def _on_assigned(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        assigned: set[TP] = args[0] if args else kwargs.get("assigned", set())
+        mine = sorted(tp.partition for tp in assigned if tp.topic == self.options.telemetry_topic)
+        log.info("assigned telemetry partitions %s", mine)
+        if self.producer is not None:
+            await self._send([self.engine.ops("partitions_assigned", {"partitions": mine})])
+
+    # -- the agent -----------------------------------------------------------------------------
+
+    async def _agent(self, stream: faust.StreamT[bytes]) -> None:
+        cfg = self.settings
+        # take_events: faust acks a batch only after this loop body has finished with it.
+        batches = cast(Any, stream).take_events
+        async for events in batches(cfg.worker_batch_size, within=cfg.worker_batch_seconds):
+            await self._batch(events)
+
+    async def _batch(self, events: Sequence[EventT[bytes]]) -> None:
+        async with self.lock:
+            now = utcnow()
+            touched: dict[str, VehicleSlot] = {}
+            outs: list[Out] = []
+            for event in events:
+                msg = event.message
+                key = msg.key if isinstance(msg.key, bytes) else None
+                src = Source(msg.topic, msg.partition, msg.offset, key)
+                vid = key.decode("utf-8", "replace") if key else ""
+                slot = touched.get(vid) or self._slot(vid)
+                handler = (
+                    self.engine.on_order if msg.topic == self.options.orders_topic else self.engine.on_fix
+                )
+                raw = event.value if isinstance(event.value, bytes) else b""
+                try:
+                    slot, produced = handler(slot, raw, src, now)
+                except Exception as exc:  # never let one record stop the partition
+                    log.exception("record %s[%d]@%d failed", msg.topic, msg.partition, msg.offset)
+                    produced = [self.engine.crash_letter(exc, raw, src, now)]
+                outs += produced
+                if slot is not None:
+                    touched[slot.vehicle_id] = slot
+            await self._send(outs)
+            await self._persist(touched.values())
+            self.stats.batches += 1
+            self.stats.records += len(events)
+
+    def _slot(self, vehicle_id: str) -> VehicleSlot | None:
+        if not vehicle_id:
+            return None
+        slot = self.table.data.get(vehicle_id.encode())
+        return slot if isinstance(slot, VehicleSlot) else None
+
+    # -- the wall clock ------------------------------------------------------------------------
+
+    async def _tick(self) -> None:
+        await self._check_rules()
+        if self.app.rebalancing or self.producer is None:
+            return
+        telemetry = self.options.telemetry_topic
+        owned = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == telemetry}
+        async with self.lock:
+            now = utcnow()
+            outs: list[Out] = []
+            changed: list[VehicleSlot] = []
+            for slot in list(self.table.data.values()):
+                if not isinstance(slot, VehicleSlot) or slot.partition not in owned:
+                    continue
+                try:
+                    dirty, produced = self.engine.on_tick(slot, now)
+                except Exception:
+                    log.exception("timer for %s failed", slot.vehicle_id)
+                    continue
+                outs += produced
+                if dirty:
+                    changed.append(slot)
+            await self._send(outs)
+            await self._persist(changed)
+
+    async def _check_rules(self) -> None:
+        if self.rules.changed():
+            await self._reload("file change")
+
+    async def _reload(self, why: str) -> None:
+        """Load the rules again; a bad file is rejected with its error and the old rules stay."""
+        async with self.lock:
+            result = self.rules.reload()
+            if result.rules is not None:
+                self.engine.replace_rules(result.rules)
+                log.info("rules reloaded (%s)", why)
+                out = self.engine.ops("config_reloaded", {"trigger": why, "path": str(self.options.rules)})
+            else:
+                log.error("rules rejected (%s): %s", why, result.error)
+                detail = {"trigger": why, "path": str(self.options.rules), "error": result.error}
+                out = self.engine.ops("config_rejected", detail)
+            await self._send([out])
+
+    # -- I/O -----------------------------------------------------------------------------------
+
+    async def _send(self, outs: Sequence[Out]) -> None:
+        """Publish and wait until Kafka has every record (acks=all) before the batch is acked."""
+        if not outs:
+            return
+        assert self.producer is not None
+        futures = [await self.producer.send(o.topic, o.value, key=o.key) for o in outs]
+        await asyncio.gather(*futures)
+
+    async def _persist(self, slots: Any) -> None:
+        futures = []
+        for slot in slots:
+            key = slot.vehicle_id.encode()
+            self.table.data[key] = slot
+            fut = self.table.send_changelog(slot.partition, key, slot)
+            futures.append(fut)
+            self.stats.state_writes += 1
+        if futures:
+            await asyncio.gather(*futures)
+            self.stats.state_bytes += sum(_size(f) for f in futures)
+
+
+def changelog_topic(app_id: str) -> str:
+    """Faust names a table's changelog topic <app id>-<table>-changelog."""
+    return f"{app_id}-{TABLE}-changelog"
+
+
+def _size(fut: Any) -> int:
+    try:
+        return int(fut.result().serialized_value_size)
+    except Exception:
+        return 0
+
+
+def run(worker: Worker, on_stop: Callable[[], None] | None = None) -> None:
+    """Run until SIGTERM/SIGINT (faust's worker owns the event loop)."""
+    fw = faust.Worker(worker.app, loglevel="INFO", quiet=True, redirect_stdouts=False)
+    try:
+        fw.execute_from_commandline()
+    finally:
+        if on_stop is not None:
+            on_stop()
