@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -67,8 +68,10 @@ class Settings(BaseSettings):
     #: Fixes handled per batch (state is persisted and offsets acknowledged once per batch).
     worker_batch_size: int = 2000
     worker_batch_seconds: float = 0.2
+    #: How long the group waits for a silent (crashed) worker before its partitions move on.
+    worker_session_timeout_seconds: float = 30.0
     #: Where faust keeps its local files (table stores are in memory; recovery reads the changelog).
-    worker_data_dir: Path = Path(".stack/worker")
+    worker_data_dir: Path = Path(tempfile.gettempdir()) / "fleetwatch-worker"
 
     # --- contract limits -----------------------------------------------------------------
     max_future_seconds: float = 300.0

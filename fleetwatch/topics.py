@@ -35,8 +35,8 @@ TOPICS: tuple[TopicSpec, ...] = (
     # Keyed by vehicle_id and co-partitioned with telemetry (the worker joins them per vehicle);
     # not compacted: compaction by vehicle would keep only each vehicle's latest order.
     TopicSpec(ORDERS, TELEMETRY_PARTITIONS, 90 * DAY_MS, purpose="dispatch order v1, keyed by vehicle_id"),
-    TopicSpec(TRIPS, 6, 30 * DAY_MS, purpose="trip changes (upsert/retract + revision), keyed by vehicle_id"),
-    TopicSpec(ALERTS, 3, 90 * DAY_MS, purpose="alert changes (upsert/retract, revision), keyed by vehicle_id"),
+    TopicSpec(TRIPS, 6, 30 * DAY_MS, purpose="trip changes (upsert/retract), keyed by vehicle_id"),
+    TopicSpec(ALERTS, 3, 90 * DAY_MS, purpose="alert changes (upsert/retract), keyed by vehicle_id"),
     TopicSpec(
         VEHICLE_STATE, 6, 7 * DAY_MS, "compact,delete", purpose="live map feed, latest per vehicle_id"
     ),
