@@ -83,6 +83,7 @@ class Worker:
         self.stats = Stats()
         self.lock = asyncio.Lock()
         self.producer: AIOKafkaProducer | None = None
+        self._producer_lock = asyncio.Lock()
         datadir = settings.worker_data_dir / settings.worker_app_id / options.name
         datadir.mkdir(parents=True, exist_ok=True)
         app = faust.App(
@@ -137,26 +138,24 @@ class Worker:
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def _on_start(self) -> None:
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
-            client_id=f"fleetwatch-worker-{self.options.name}",
-            acks="all",
-            enable_idempotence=True,
-            compression_type="lz4",
-            linger_ms=5,
-        )
-        await self.producer.start()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self._reload("SIGHUP")))
         await self._send([self.engine.ops("worker_started", {"rules": str(self.options.rules)})])
         log.info("worker %s started; rules %s", self.options.name, self.options.rules)
 
+    async def _producer(self) -> AIOKafkaProducer:
+        """Our own producer for the output topics: acks=all and idempotence, set explicitly (the
+        first rebalance can come before the app's start task, so it is made on first use)."""
+        async with self._producer_lock:
+            if self.producer is None:
+                self.producer = await _start_producer(self.settings, self.options.name)
+        return self.producer
+
     async def _on_assigned(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         assigned: set[TP] = args[0] if args else kwargs.get("assigned", set())
         mine = sorted(tp.partition for tp in assigned if tp.topic == self.options.telemetry_topic)
         log.info("assigned telemetry partitions %s", mine)
-        if self.producer is not None:
-            await self._send([self.engine.ops("partitions_assigned", {"partitions": mine})])
+        await self._send([self.engine.ops("partitions_assigned", {"partitions": mine})])
 
     # -- the agent -----------------------------------------------------------------------------
 
@@ -205,7 +204,7 @@ class Worker:
 
     async def _tick(self) -> None:
         await self._check_rules()
-        if self.app.rebalancing or self.producer is None:
+        if self.app.rebalancing:
             return
         telemetry = self.options.telemetry_topic
         owned = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == telemetry}
@@ -251,8 +250,8 @@ class Worker:
         """Publish and wait until Kafka has every record (acks=all) before the batch is acked."""
         if not outs:
             return
-        assert self.producer is not None
-        futures = [await self.producer.send(o.topic, o.value, key=o.key) for o in outs]
+        producer = await self._producer()
+        futures = [await producer.send(o.topic, o.value, key=o.key) for o in outs]
         await asyncio.gather(*futures)
 
     async def _persist(self, slots: Any) -> None:
@@ -281,3 +280,16 @@ def run(worker: Worker, on_stop: Callable[[], None] | None = None) -> None:
     finally:
         if on_stop is not None:
             on_stop()
+
+
+async def _start_producer(settings: Settings, name: str) -> AIOKafkaProducer:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        client_id=f"fleetwatch-worker-{name}",
+        acks="all",
+        enable_idempotence=True,
+        compression_type="lz4",
+        linger_ms=5,
+    )
+    await producer.start()
+    return producer

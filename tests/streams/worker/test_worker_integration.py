@@ -126,7 +126,7 @@ def test_kill9_mid_run_and_restart_loses_nothing(settings: Settings, bench: Benc
         thread.join(120)
         wait_telemetry(settings, bench.telemetry, valid_fix_count(world))
     expected = detect_over(settings, bench.telemetry, world)
-    folded = wait_equal(bench, expected, world.vehicles, timeout_s=180)
+    wait_equal(bench, expected, world.vehicles, timeout_s=180)
     _check_against_truth(world, expected)
     assert bench.folded(topics.TRIPS, world.vehicles).trips() == expected.trips
     print(f"kill -9 at 40 %: restarted (ready) in {restarted_s:.1f} s; {len(expected.alerts)} alerts equal")
