@@ -18,10 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from fleetwatch.records import Alert, AlertType
+from fleetwatch.records import Alert, AlertType, Fix
 from streams.core.context import Context
 from streams.core.events import Event, EventKind, alert_event
-from streams.core.pipeline import VehicleState, flush
+from streams.core.pipeline import VehicleState, flush, process
 
 
 @dataclass
@@ -66,6 +66,14 @@ def tick(state: VehicleState, timers: TimerState, ctx: Context, now: datetime) -
                 )
                 events += _raise(timers, alert, check)
     return events
+
+
+def process_with_timers(
+    state: VehicleState | None, timers: TimerState, fix: Fix, ctx: Context
+) -> tuple[VehicleState, list[Event]]:
+    """`pipeline.process`, then the core's verdict on any timer alert it has now ruled on."""
+    st, events = process(state, fix, ctx)
+    return st, events + reconcile(st, timers, events)
 
 
 def _raise(timers: TimerState, alert: Alert, decided_from: datetime) -> list[Event]:

@@ -28,9 +28,9 @@ from fleetwatch.records import (
     parse_order,
 )
 from geofence import CalendarError, Rules
-from streams.core import Context, Event, EventKind, OrderBook, flush, process
+from streams.core import Context, Event, EventKind, OrderBook, flush
 from streams.core.reevaluate import reevaluate
-from streams.core.timers import open_alert_ids, reconcile, tick
+from streams.core.timers import open_alert_ids, process_with_timers, reconcile, tick
 from streams.worker.state_store import VehicleSlot
 
 
@@ -109,7 +109,7 @@ class Engine:
             slot = VehicleSlot.new(fix.vehicle_id, src.partition)
         self.adopt(slot)
         try:
-            _, events = process(slot.core, fix, self.ctx)
+            _, events = process_with_timers(slot.core, slot.timers, fix, self.ctx)
         except CalendarError as exc:
             reason = str(exc)
             outs = [self._dead_letter("calendar_missing", "ts", reason, raw, src, now)]
@@ -126,7 +126,6 @@ class Engine:
         if slot.newest is None or fix.ts >= slot.newest.ts:
             slot.newest = fix
             slot.live = abs((now - fix.ts).total_seconds()) <= self.config.live_lag_seconds
-        events += reconcile(slot.core, slot.timers, events)
         outs = self._publish(slot, events, now)
         outs += self.status(slot, now)
         return slot, outs
