@@ -24,7 +24,8 @@ pytestmark = pytest.mark.integration
 
 FAST = RULES.replace(
     "  - id: js\n    name: 江苏省\n",
-    "  - id: js\n    name: 江苏省\n    settings:\n      offline_after_seconds: 4\n      lateness_seconds: 2\n",
+    "  - id: js\n    name: 江苏省\n    settings:\n"
+    "      offline_after_seconds: 4\n      lateness_seconds: 2\n",
 )
 
 
