@@ -113,6 +113,9 @@ class Worker:
             value_serializer="fw-slot",
             compacting=True,
             deleting=False,
+            # Small segments and an eager cleaner: only closed segments are compacted, and
+            # recovery reads whatever has not been compacted yet.
+            config={"segment.bytes": str(64 * 1024 * 1024), "min.cleanable.dirty.ratio": "0.1"},
             acks=False,
             internal=True,
             allow_empty=True,
