@@ -2,11 +2,16 @@
 
 One agent (concurrency 1, faust-streaming #606) reads the telemetry and orders topics, both keyed
 by vehicle_id and co-partitioned with the state table, so the worker that owns a partition owns
-those vehicles' fixes, orders and state. Per batch it runs the engine, publishes the records
-(acks=all, idempotent), writes each touched vehicle's state to the table (changelog) once, and
-only then lets faust acknowledge the batch: a committed offset never runs ahead of the state and
-the outputs it implies. After a crash the batch is read again; the state restored from the
-changelog drops the fixes it already holds (dedup), the rest re-emit the same changes.
+those vehicles' fixes, orders and state.
+
+Per batch it runs the engine and publishes the records (acks=all, idempotent, awaited). A touched
+vehicle's state goes to the changelog once it has been dirty for `worker_persist_seconds` (so a
+vehicle that sends many fixes in that time costs one write, not one per fix), and a record is
+acknowledged only once the state it changed is in the changelog. Acks go out in offset order
+per partition (a prefix), so faust's committed offset never passes a record whose effect on the
+state could be lost. After a crash the uncommitted records are read again: the state restored
+from the changelog drops the fixes it already holds (dedup), the rest re-emit the same changes
+with the same ids and revisions.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -63,6 +69,15 @@ class WorkerOptions:
     engine: EngineConfig = field(default_factory=EngineConfig)
 
 
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A record read but not acknowledged yet: acked once `vehicle`'s state is persisted."""
+
+    event: EventT[bytes]
+    vehicle: str | None
+    stamp: int
+
+
 @dataclass
 class Stats:
     batches: int = 0
@@ -84,6 +99,11 @@ class Worker:
         self.lock = asyncio.Lock()
         self.producer: AIOKafkaProducer | None = None
         self._producer_lock = asyncio.Lock()
+        self._stream: faust.StreamT[bytes] | None = None
+        self._stamp = 0
+        self._pending: dict[TP, deque[_Pending]] = defaultdict(deque)
+        #: vehicle -> (stamp of its first change not yet in the changelog, monotonic time of it)
+        self._dirty: dict[str, tuple[int, float]] = {}
         datadir = settings.worker_data_dir / settings.worker_app_id / options.name
         datadir.mkdir(parents=True, exist_ok=True)
         app = faust.App(
@@ -137,6 +157,7 @@ class Worker:
         app.timer(settings.worker_timer_seconds, name="wall_clock")(self._tick)
         app.task(self._on_start)
         app.on_partitions_assigned.connect(self._on_assigned)
+        app.on_partitions_revoked.connect(self._on_revoked)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -164,22 +185,22 @@ class Worker:
 
     async def _agent(self, stream: faust.StreamT[bytes]) -> None:
         cfg = self.settings
-        # take_events: faust acks a batch only after this loop body has finished with it.
-        batches = cast(Any, stream).take_events
+        self._stream = stream
+        # noack_take: we acknowledge each record ourselves, once its state is persisted.
+        batches = cast(Any, stream).noack_take
         async for events in batches(cfg.worker_batch_size, within=cfg.worker_batch_seconds):
             await self._batch(events)
 
     async def _batch(self, events: Sequence[EventT[bytes]]) -> None:
         async with self.lock:
             now = utcnow()
-            touched: dict[str, VehicleSlot] = {}
             outs: list[Out] = []
             for event in events:
                 msg = event.message
                 key = msg.key if isinstance(msg.key, bytes) else None
                 src = Source(msg.topic, msg.partition, msg.offset, key)
                 vid = key.decode("utf-8", "replace") if key else ""
-                slot = touched.get(vid) or self._slot(vid)
+                slot = self._slot(vid)
                 handler = (
                     self.engine.on_order if msg.topic == self.options.orders_topic else self.engine.on_fix
                 )
@@ -190,10 +211,13 @@ class Worker:
                     log.exception("record %s[%d]@%d failed", msg.topic, msg.partition, msg.offset)
                     produced = [self.engine.crash_letter(exc, raw, src, now)]
                 outs += produced
+                self._stamp += 1
                 if slot is not None:
-                    touched[slot.vehicle_id] = slot
+                    self.table.data[slot.vehicle_id.encode()] = slot
+                    self._dirty.setdefault(slot.vehicle_id, (self._stamp, time.monotonic()))
+                self._pending[msg.tp].append(_Pending(event, slot.vehicle_id if slot else None, self._stamp))
             await self._send(outs)
-            await self._persist(touched.values())
+            await self._persist_due(force=False)
             self.stats.batches += 1
             self.stats.records += len(events)
 
@@ -208,13 +232,15 @@ class Worker:
     async def _tick(self) -> None:
         await self._check_rules()
         if self.app.rebalancing:
+            # faust waits for every record in flight to be acked before it hands partitions on.
+            async with self.lock:
+                await self._persist_due(force=True)
             return
         telemetry = self.options.telemetry_topic
         owned = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == telemetry}
         async with self.lock:
             now = utcnow()
             outs: list[Out] = []
-            changed: list[VehicleSlot] = []
             for slot in list(self.table.data.values()):
                 if not isinstance(slot, VehicleSlot) or slot.partition not in owned:
                     continue
@@ -225,9 +251,10 @@ class Worker:
                     continue
                 outs += produced
                 if dirty:
-                    changed.append(slot)
+                    self._stamp += 1
+                    self._dirty.setdefault(slot.vehicle_id, (self._stamp, time.monotonic()))
             await self._send(outs)
-            await self._persist(changed)
+            await self._persist_due(force=False)
 
     async def _check_rules(self) -> None:
         if self.rules.changed():
@@ -257,17 +284,51 @@ class Worker:
         futures = [await producer.send(o.topic, o.value, key=o.key) for o in outs]
         await asyncio.gather(*futures)
 
-    async def _persist(self, slots: Any) -> None:
+    async def _persist_due(self, *, force: bool) -> None:
+        """Write the states dirty for `worker_persist_seconds` (all with `force`) to the changelog,
+        then acknowledge, per partition in offset order, every record whose state is persisted."""
+        horizon = time.monotonic() - self.settings.worker_persist_seconds
+        due = [vid for vid, (_, since) in self._dirty.items() if force or since <= horizon]
+        slots = [self._slot(vid) for vid in due]
+        await self._persist(s for s in slots if s is not None)
+        for vid in due:
+            del self._dirty[vid]
+        await self._ack_ready()
+
+    async def _persist(self, slots: Iterable[VehicleSlot]) -> None:
         futures = []
         for slot in slots:
             key = slot.vehicle_id.encode()
-            self.table.data[key] = slot
-            fut = self.table.send_changelog(slot.partition, key, slot, "raw", "fw-slot")
-            futures.append(fut)
+            futures.append(self.table.send_changelog(slot.partition, key, slot, "raw", "fw-slot"))
             self.stats.state_writes += 1
         if futures:
             await asyncio.gather(*futures)
             self.stats.state_bytes = _SlotCodec.bytes_out
+
+    async def _ack_ready(self) -> None:
+        if self._stream is None:
+            return
+        dirty = self._dirty
+        for queue in self._pending.values():
+            while queue:
+                head = queue[0]
+                held = dirty.get(head.vehicle) if head.vehicle is not None else None
+                if held is not None and held[0] <= head.stamp:
+                    break  # its state is not in the changelog yet: nothing after it either
+                queue.popleft()
+                await self._stream.ack(head.event)
+
+    async def _on_revoked(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        """Partitions leave: forget their records in flight and their states (the new owner
+        restores the states from the changelog and reads the unacknowledged records again)."""
+        revoked: set[TP] = args[0] if args else kwargs.get("revoked", set())
+        gone = {tp.partition for tp in revoked if tp.topic == self.options.telemetry_topic}
+        for tp in revoked:
+            self._pending.pop(tp, None)
+        for key, slot in list(self.table.data.items()):
+            if isinstance(slot, VehicleSlot) and slot.partition in gone:
+                self._dirty.pop(slot.vehicle_id, None)
+                del self.table.data[key]
 
 
 def changelog_topic(app_id: str) -> str:

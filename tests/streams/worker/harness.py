@@ -201,7 +201,9 @@ def publish(
                 on_sent(n)
             yield _mqtt.Outgoing(v.device_id, m.payload)
 
-    stats = _mqtt.publish(settings, messages(), world.devices, rate=rate, client_tag="wtest")
+    stats = _mqtt.publish(
+        settings, messages(), world.devices, rate=rate, client_tag="wtest", drain_timeout=300
+    )
     assert stats.failed == 0
     return world.dataset.count()
 

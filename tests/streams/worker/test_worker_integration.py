@@ -90,7 +90,7 @@ def test_one_worker_equals_detect_and_scores_perfectly(settings: Settings, bench
         publish(settings, world)
         wait_telemetry(settings, bench.telemetry, valid_fix_count(world))
     expected = detect_over(settings, bench.telemetry, world)
-    folded = wait_equal(bench, expected, world.vehicles, timeout_s=120)
+    folded = wait_equal(bench, expected, world.vehicles, timeout_s=300)
     _check_against_truth(world, expected)
     assert bench.folded(topics.TRIPS, world.vehicles).trips() == expected.trips
     # Alerts an order exempted are on the topic as retractions naming the order (the audit trail).
@@ -126,7 +126,7 @@ def test_kill9_mid_run_and_restart_loses_nothing(settings: Settings, bench: Benc
         thread.join(120)
         wait_telemetry(settings, bench.telemetry, valid_fix_count(world))
     expected = detect_over(settings, bench.telemetry, world)
-    wait_equal(bench, expected, world.vehicles, timeout_s=180)
+    wait_equal(bench, expected, world.vehicles, timeout_s=300)
     _check_against_truth(world, expected)
     assert bench.folded(topics.TRIPS, world.vehicles).trips() == expected.trips
     print(f"kill -9 at 40 %: restarted (ready) in {restarted_s:.1f} s; {len(expected.alerts)} alerts equal")
@@ -146,7 +146,7 @@ def test_two_workers_and_a_third_joining_mid_run_equal_detect(settings: Settings
         thread.join(120)
         wait_telemetry(settings, bench.telemetry, valid_fix_count(world))
     expected = detect_over(settings, bench.telemetry, world)
-    folded = wait_equal(bench, expected, world.vehicles, timeout_s=180)
+    folded = wait_equal(bench, expected, world.vehicles, timeout_s=300)
     _check_against_truth(world, expected)
     assert bench.folded(topics.TRIPS, world.vehicles).trips() == expected.trips
     # The third worker really took part: it was assigned partitions and processed fixes.
