@@ -212,7 +212,7 @@ def telemetry_values(settings: Settings, topic: str) -> list[bytes]:
     return [bytes(r.value) for r in read_topic(settings, topic, timeout_s=60)]
 
 
-def wait_telemetry(settings: Settings, topic: str, at_least: int, timeout_s: float = 120.0) -> int:
+def wait_telemetry(settings: Settings, topic: str, at_least: int, timeout_s: float = 300.0) -> int:
     """Wait until the bridge has written at least `at_least` records and stopped writing more."""
     last = -1
 
