@@ -17,7 +17,8 @@ from typing import Any
 
 from streams.core.context import Context
 from streams.core.events import Event, EventKind
-from streams.core.pipeline import VehicleState, _apply, _final_by_key, flush
+from streams.core.pipeline import VehicleState, _apply, _final_by_key
+from streams.core.timers import close_provisionally
 
 
 @dataclass
@@ -29,7 +30,7 @@ class ReevaluationResult:
 
 def reevaluate(state: VehicleState, ctx: Context, since: datetime, *, closed: bool) -> ReevaluationResult:
     """Replay the released fixes from the checkpoint at or before `since`; `closed` says the
-    vehicle had been flushed as at end of input (so the replay closes it again)."""
+    vehicle had been closed provisionally after an idle spell (so the replay does that again)."""
     result = ReevaluationResult()
     if not state.snapshots:
         return result
@@ -49,7 +50,7 @@ def reevaluate(state: VehicleState, ctx: Context, since: datetime, *, closed: bo
     for fix in replay:
         new_events.extend(_apply(state, fix, vc, ctx))
     if closed:
-        new_events.extend(flush(state, ctx))
+        new_events.extend(close_provisionally(state, ctx))
     result.replayed = len(replay)
     new = _final_by_key(new_events)
     diff = [e for key, e in new.items() if old.get(key) != e]

@@ -9,12 +9,16 @@ core's verdict replaces the timer's (`reconcile`): the same id again (confirmed)
 (retracted, reason exempted) or nothing (retracted, reason not_confirmed: e.g. a terminal that
 buffered its fixes and uploads them late fills the gap, which is not an offline episode).
 
+`close_provisionally` is the idle close: what the end of input would emit, for a vehicle that has
+gone quiet, without ending its episodes.
+
 The caller decides *whether* a vehicle is live (see `streams.worker`); `now` is passed in, so the
 tests drive the clock by hand.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -65,6 +69,17 @@ def tick(state: VehicleState, timers: TimerState, ctx: Context, now: datetime) -
                     AlertType.DEPOT_NIGHT, vc.vehicle_id, vc.org, check, check, lat, lon, check, details
                 )
                 events += _raise(timers, alert, check)
+    return events
+
+
+def close_provisionally(state: VehicleState, ctx: Context) -> list[Event]:
+    """What `flush(state, ctx)` (end of input) would emit, without ending anything: computed on a
+    copy, so a vehicle that reports again continues its trip, visit or episode, and the later
+    records carry the same ids (upserts). The events are remembered in the state's emitted list,
+    so a later re-evaluation retracts any that no longer hold."""
+    events = flush(copy.deepcopy(state), ctx)
+    index = state.hist_base + len(state.history) - 1
+    state.emitted.extend((index, e) for e in events)
     return events
 
 

@@ -28,9 +28,9 @@ from fleetwatch.records import (
     parse_order,
 )
 from geofence import CalendarError, Rules
-from streams.core import Context, Event, EventKind, OrderBook, flush
+from streams.core import Context, Event, EventKind, OrderBook
 from streams.core.reevaluate import reevaluate
-from streams.core.timers import open_alert_ids, process_with_timers, reconcile, tick
+from streams.core.timers import close_provisionally, open_alert_ids, process_with_timers, reconcile, tick
 from streams.worker.state_store import VehicleSlot
 
 
@@ -164,7 +164,8 @@ class Engine:
 
         Live vehicles (their newest fix arrived within the live lag of its timestamp) get the
         wall-clock checks of `streams.core.timers`. Any vehicle silent for idle_close_seconds is
-        flushed as at the end of its input (open trips, visits and episodes close)."""
+        closed provisionally: what the end of its input would emit is published, while its
+        episodes stay open in the state (it may report again: same ids, upserts)."""
         self.adopt(slot)
         events: list[Event] = []
         changed = False
@@ -174,8 +175,7 @@ class Engine:
             changed = before != (len(slot.core.buffer), len(slot.timers.raised), slot.core.released)
         idle_s = now.timestamp() - slot.last_received
         if not slot.closed and slot.last_received and idle_s >= self.config.idle_close_seconds:
-            closing = flush(slot.core, self.ctx)
-            events += closing + reconcile(slot.core, slot.timers, closing)
+            events += close_provisionally(slot.core, self.ctx)
             slot.closed = changed = True
         outs = self._publish(slot, events, now)
         changed = changed or bool(events)

@@ -42,7 +42,7 @@ class VehicleSlot:
     last_received: float = 0.0
     #: Whether the newest fix (by its time) arrived within the live lag of its own timestamp.
     live: bool = False
-    #: Flushed as at end of input after an idle spell (re-evaluations close it again).
+    #: Closed provisionally after an idle spell (re-evaluations close it again).
     closed: bool = False
     #: The newest fix received (the live map shows it, before the reorder window releases it).
     newest: Fix | None = None

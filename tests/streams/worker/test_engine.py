@@ -123,3 +123,24 @@ def test_revisions_grow_per_vehicle_and_vehicle_state_is_throttled(rules: Rules)
     assert len(states) == 1  # every fix arrived in the same wall-clock second: one update
     later = [parse_vehicle_status(o.value) for o in ticked if o.topic == topics.VEHICLE_STATE]
     assert [s.ts for s in later] == [_saturday_trip()[-1].ts]  # the throttled latest, sent later
+
+
+def test_an_idle_close_is_provisional_a_vehicle_that_reports_again_continues(rules: Rules) -> None:
+    from streams.core import Context, OrderBook, detect_lines
+    from tests.streams.worker.fold import Folded
+
+    engine = Engine(rules, EngineConfig(idle_close_seconds=60))
+    fixes = _saturday_trip()
+    slot, outs = _feed(engine, fixes[:25])
+    _, closing = engine.on_tick(slot, NOW + timedelta(seconds=61))  # quiet mid-trip: closed for now
+    assert [c.op for c in _changes(closing, topics.TRIPS)] == [ChangeOp.UPSERT]
+    later = NOW + timedelta(seconds=120)
+    for i, f in enumerate(fixes[25:], start=25):
+        slot, produced = engine.on_fix(slot, f.to_json(), _src(i), later)
+        outs += produced
+    _, end = engine.on_tick(slot, later + timedelta(seconds=61))
+    folded = Folded()
+    folded.apply(_changes(outs + closing + end, topics.TRIPS) + _changes(outs + closing + end))
+    expected = detect_lines([f.to_json() for f in fixes], Context(rules, OrderBook()), now=NOW)
+    assert folded.trips() == expected.trips and len(expected.trips) == 1
+    assert folded.alerts() == expected.alerts and len(expected.alerts) == 1
