@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "simulator.cli",  # fleetwatch simulate ...
     "ingest.cli",  # fleetwatch ingest
     "streams.cli",  # fleetwatch detect / score
+    "streams.worker.cli",  # fleetwatch worker, fleetwatch orders add
 )
 
 

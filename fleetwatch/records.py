@@ -7,6 +7,7 @@ dead-letter path counts by. Serialisation is the exact inverse of parsing (round
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import math
 import re
@@ -688,3 +689,234 @@ def parse_alert(raw: bytes | str | dict[str, Any]) -> Alert:
         status=status,
         severity=severity,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# worker output envelopes (trips / alerts changes, vehicle state, ops events, dead letters)
+# --------------------------------------------------------------------------------------------
+
+CHANGE_VERSION = 1
+VEHICLE_STATUS_VERSION = 1
+OPS_EVENT_VERSION = 1
+WORKER_DEAD_LETTER_VERSION = 1
+
+
+class ChangeOp(StrEnum):
+    UPSERT = "upsert"  # the record is new or replaces the one with the same id
+    RETRACT = "retract"  # the id no longer holds (kept for audit, with the reason)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One change to a trip or an alert on `fleetwatch.trips.v1` / `fleetwatch.alerts.v1`.
+
+    Keyed by vehicle_id, so one vehicle's changes keep their order in one partition. `revision`
+    grows with every change the worker emits for that vehicle: a consumer keeps, per `id`, the
+    change with the highest revision (on a tie, the later offset: a restarted worker re-emits
+    the same changes with the same revisions). A retraction of an exempted alert carries the
+    order that exempted it and the alert as it stood.
+    """
+
+    kind: str  # "trip" | "alert"
+    op: ChangeOp
+    id: str
+    vehicle_id: str
+    revision: int
+    emitted_at: datetime
+    record: Trip | Alert | None = None
+    reason: str | None = None  # retractions: late_fix | exempted | not_confirmed
+    order_id: str | None = None
+    v: int = CHANGE_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none(
+            {
+                "v": self.v,
+                "kind": self.kind,
+                "op": self.op.value,
+                "id": self.id,
+                "vehicle_id": self.vehicle_id,
+                "revision": self.revision,
+                "emitted_at": format_timestamp(self.emitted_at),
+                "record": self.record.to_dict() if self.record is not None else None,
+                "reason": self.reason,
+                "order_id": self.order_id,
+            }
+        )
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+
+def parse_change(raw: bytes | str | dict[str, Any]) -> Change:
+    obj = _load(raw)
+    _version(obj, CHANGE_VERSION)
+    kind = _str(obj, "kind")
+    if kind not in ("trip", "alert"):
+        raise ContractError("bad_value", "kind", kind, "must be trip or alert")
+    op_raw = _str(obj, "op")
+    try:
+        op = ChangeOp(op_raw)
+    except ValueError:
+        raise ContractError("bad_value", "op", op_raw, "must be upsert or retract") from None
+    record_raw = _get(obj, "record", required=op is ChangeOp.UPSERT)
+    record: Trip | Alert | None = None
+    if record_raw is not None:
+        if not isinstance(record_raw, dict):
+            raise ContractError("bad_type", "record", record_raw, "expected a JSON object")
+        record = parse_trip(record_raw) if kind == "trip" else parse_alert(record_raw)
+    return Change(
+        kind=kind,
+        op=op,
+        id=_str(obj, "id"),
+        vehicle_id=_str(obj, "vehicle_id", max_len=16),
+        revision=_int(obj, "revision"),
+        emitted_at=_ts(obj, "emitted_at"),
+        record=record,
+        reason=_str(obj, "reason", required=False),
+        order_id=_str(obj, "order_id", required=False, max_len=64),
+    )
+
+
+class VehicleStatusKind(StrEnum):
+    MOVING = "moving"
+    PARKED = "parked"
+    OFFLINE = "offline"
+    ALERTING = "alerting"
+
+
+@dataclass(frozen=True, slots=True)
+class VehicleStatus:
+    """The live map's row for one vehicle on the compacted `fleetwatch.vehicle_state.v1`."""
+
+    vehicle_id: str
+    org: str
+    ts: datetime  # the newest fix's time
+    lat: float
+    lon: float
+    speed_kmh: float
+    acc: bool
+    status: VehicleStatusKind
+    open_alerts: tuple[str, ...]
+    updated_at: datetime  # wall clock of the worker that wrote it
+    v: int = VEHICLE_STATUS_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "v": self.v,
+            "vehicle_id": self.vehicle_id,
+            "org": self.org,
+            "ts": format_timestamp(self.ts),
+            "lat": self.lat,
+            "lon": self.lon,
+            "speed_kmh": self.speed_kmh,
+            "acc": self.acc,
+            "status": self.status.value,
+            "open_alerts": list(self.open_alerts),
+            "updated_at": format_timestamp(self.updated_at),
+        }
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+
+def parse_vehicle_status(raw: bytes | str | dict[str, Any]) -> VehicleStatus:
+    obj = _load(raw)
+    _version(obj, VEHICLE_STATUS_VERSION)
+    status_raw = _str(obj, "status")
+    try:
+        status = VehicleStatusKind(status_raw)
+    except ValueError:
+        raise ContractError("bad_value", "status", status_raw, "unknown vehicle status") from None
+    open_alerts = _get(obj, "open_alerts", required=False) or []
+    if not isinstance(open_alerts, list) or not all(isinstance(a, str) for a in open_alerts):
+        raise ContractError("bad_type", "open_alerts", open_alerts, "expected a list of alert ids")
+    return VehicleStatus(
+        vehicle_id=_str(obj, "vehicle_id", max_len=16),
+        org=_str(obj, "org"),
+        ts=_ts(obj, "ts"),
+        lat=_number(obj, "lat"),
+        lon=_number(obj, "lon"),
+        speed_kmh=_number(obj, "speed_kmh"),
+        acc=_bool(obj, "acc"),
+        status=status,
+        open_alerts=tuple(open_alerts),
+        updated_at=_ts(obj, "updated_at"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class OpsEvent:
+    """An operational event on `fleetwatch.ops.v1`: calendar gaps, fixes beyond the late horizon,
+    configuration reloads (accepted or rejected), orders applied, partitions assigned."""
+
+    kind: str
+    at: datetime  # wall clock
+    worker: str
+    vehicle_id: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    v: int = OPS_EVENT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none(
+            {
+                "v": self.v,
+                "kind": self.kind,
+                "at": format_timestamp(self.at),
+                "worker": self.worker,
+                "vehicle_id": self.vehicle_id,
+                "detail": self.detail,
+            }
+        )
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+
+def parse_ops_event(raw: bytes | str | dict[str, Any]) -> OpsEvent:
+    obj = _load(raw)
+    _version(obj, OPS_EVENT_VERSION)
+    detail = _get(obj, "detail", required=False) or {}
+    if not isinstance(detail, dict):
+        raise ContractError("bad_type", "detail", detail, "expected a JSON object")
+    return OpsEvent(
+        kind=_str(obj, "kind"),
+        at=_ts(obj, "at"),
+        worker=_str(obj, "worker"),
+        vehicle_id=_str(obj, "vehicle_id", required=False, max_len=16),
+        detail=detail,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerDeadLetter:
+    """A record the worker could not use, on `fleetwatch.worker.dlq.v1`: where it came from, its
+    original bytes (base64) and why (the same code / field / reason as a `ContractError`)."""
+
+    code: str
+    field: str | None
+    reason: str
+    source_topic: str
+    partition: int
+    offset: int
+    payload: bytes
+    at: datetime
+    worker: str
+    v: int = WORKER_DEAD_LETTER_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "v": self.v,
+            "code": self.code,
+            "field": self.field,
+            "reason": self.reason,
+            "source_topic": self.source_topic,
+            "partition": self.partition,
+            "offset": self.offset,
+            "payload_b64": base64.b64encode(self.payload).decode("ascii"),
+            "at": format_timestamp(self.at),
+            "worker": self.worker,
+        }
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())

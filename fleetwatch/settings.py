@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from datetime import time
 from functools import lru_cache
@@ -91,6 +92,32 @@ class Settings(BaseSettings):
     pg_user: str = "fleetwatch"
     pg_database: str = "fleetwatch"
     pg_password: SecretStr | None = None
+
+    # --- stream worker (`fleetwatch worker`) ----------------------------------------------
+    #: Kafka consumer group / faust app id; the state table's changelog topic is named after it.
+    worker_app_id: str = "fleetwatch-worker"
+    #: Where a consumer group without committed offsets starts: earliest (nothing missed) or latest.
+    worker_start_from: str = "earliest"
+    #: Wall-clock timer period: flush idle vehicles, offline while silent, depot check, config watch.
+    worker_timer_seconds: float = 5.0
+    #: A fix counts as live when it arrives within this many seconds of its own timestamp; only
+    #: vehicles whose newest fix was live get wall-clock checks (replays and backlogs do not).
+    worker_live_lag_seconds: float = 120.0
+    #: A vehicle silent this long (wall clock) is flushed as at the end of its input: open trips,
+    #: visits and episodes close as of its last fix.
+    worker_idle_close_seconds: float = 4 * 3600.0
+    #: At most one `vehicle_state` update per vehicle this often (the live map's feed).
+    worker_vehicle_state_seconds: float = 10.0
+    #: Records handled per batch, and how long a batch waits to fill.
+    worker_batch_size: int = 2000
+    worker_batch_seconds: float = 0.2
+    #: A vehicle's changed state is written to the changelog this long after its first change
+    #: (one write for all the fixes in between); its records are acknowledged after that write.
+    worker_persist_seconds: float = 2.0
+    #: How long the group waits for a silent (crashed) worker before its partitions move on.
+    worker_session_timeout_seconds: float = 30.0
+    #: Where faust keeps its local files (table stores are in memory; recovery reads the changelog).
+    worker_data_dir: Path = Path(tempfile.gettempdir()) / "fleetwatch-worker"
 
     # --- contract limits -----------------------------------------------------------------
     max_future_seconds: float = MAX_FUTURE_SECONDS

@@ -1,0 +1,359 @@
+"""The faust-streaming app: telemetry + orders -> per-vehicle state table -> core -> output topics.
+
+One agent (concurrency 1, faust-streaming #606) reads the telemetry and orders topics, both keyed
+by vehicle_id and co-partitioned with the state table, so the worker that owns a partition owns
+those vehicles' fixes, orders and state.
+
+Per batch it runs the engine and publishes the records (acks=all, idempotent, awaited). A touched
+vehicle's state goes to the changelog once it has been dirty for `worker_persist_seconds` (so a
+vehicle that sends many fixes in that time costs one write, not one per fix), and a record is
+acknowledged only once the state it changed is in the changelog. Acks go out in offset order
+per partition (a prefix), so faust's committed offset never passes a record whose effect on the
+state could be lost. After a crash the uncommitted records are read again: the state restored
+from the changelog drops the fixes it already holds (dedup), the rest re-emit the same changes
+with the same ids and revisions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import faust
+from aiokafka import AIOKafkaProducer
+from faust.serializers import codecs
+from faust.types import TP, EventT
+
+from fleetwatch import topics
+from fleetwatch.settings import Settings
+from streams.worker.config import RulesWatch
+from streams.worker.engine import Engine, EngineConfig, Out, Source, utcnow
+from streams.worker.state_store import VehicleSlot, dump_slot, load_slot
+
+log = logging.getLogger("fleetwatch.worker")
+
+TABLE = "vehicles"
+
+
+class _SlotCodec(codecs.Codec):
+    """faust value codec for the state table: the worker's `dump_slot` / `load_slot`."""
+
+    #: bytes this process has encoded for the changelog (the bench reports bytes per fix)
+    bytes_out = 0
+
+    def _dumps(self, s: Any) -> bytes:
+        data = dump_slot(s)
+        _SlotCodec.bytes_out += len(data)
+        return data
+
+    def _loads(self, s: bytes) -> Any:
+        return load_slot(s)
+
+
+codecs.register("fw-slot", _SlotCodec())
+
+
+@dataclass
+class WorkerOptions:
+    rules: Path
+    name: str
+    telemetry_topic: str = topics.TELEMETRY
+    orders_topic: str = topics.ORDERS
+    engine: EngineConfig = field(default_factory=EngineConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A record read but not acknowledged yet: acked once `vehicle`'s state is persisted."""
+
+    event: EventT[bytes]
+    vehicle: str | None
+    stamp: int
+
+
+@dataclass
+class Stats:
+    batches: int = 0
+    records: int = 0
+    state_writes: int = 0
+    state_bytes: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+class Worker:
+    """Builds the faust app for these settings and options."""
+
+    def __init__(self, settings: Settings, options: WorkerOptions) -> None:
+        self.settings = settings
+        self.options = options
+        self.rules = RulesWatch(options.rules)
+        self.engine = Engine(self.rules.load(), options.engine)
+        self.stats = Stats()
+        self.lock = asyncio.Lock()
+        self.producer: AIOKafkaProducer | None = None
+        self._producer_lock = asyncio.Lock()
+        self._stream: faust.StreamT[bytes] | None = None
+        self._stamp = 0
+        self._pending: dict[TP, deque[_Pending]] = defaultdict(deque)
+        #: vehicle -> (stamp of its first change not yet in the changelog, monotonic time of it)
+        self._dirty: dict[str, tuple[int, float]] = {}
+        datadir = settings.worker_data_dir / settings.worker_app_id / options.name
+        datadir.mkdir(parents=True, exist_ok=True)
+        app = faust.App(
+            settings.worker_app_id,
+            broker=f"kafka://{settings.kafka_bootstrap}",
+            store="memory://",
+            datadir=str(datadir),
+            topic_partitions=topics.TELEMETRY_PARTITIONS,
+            topic_allow_declare=True,  # faust creates its own changelog/assignor topics
+            table_standby_replicas=0,
+            consumer_auto_offset_reset=settings.worker_start_from,
+            producer_acks=-1,
+            producer_compression_type="lz4",
+            broker_commit_interval=1.0,
+            broker_session_timeout=settings.worker_session_timeout_seconds,
+            broker_heartbeat_interval=min(3.0, settings.worker_session_timeout_seconds / 4),
+            web_enabled=False,
+            autodiscover=False,
+        )
+        self.app = app
+        # The changelog is declared here (faust would derive its codecs from a model type) so
+        # that both writing and recovery use our state codec; faust creates the topic itself.
+        changelog = app.topic(
+            changelog_topic(settings.worker_app_id),
+            partitions=topics.TELEMETRY_PARTITIONS,
+            key_serializer="raw",
+            value_serializer="fw-slot",
+            compacting=True,
+            deleting=False,
+            # Small segments and an eager cleaner: only closed segments are compacted, and
+            # recovery reads whatever has not been compacted yet.
+            config={"segment.bytes": str(64 * 1024 * 1024), "min.cleanable.dirty.ratio": "0.1"},
+            acks=False,
+            internal=True,
+            allow_empty=True,
+        )
+        self.table = app.Table(
+            TABLE,
+            default=None,
+            partitions=topics.TELEMETRY_PARTITIONS,
+            key_type=bytes,
+            changelog_topic=changelog,
+        )
+        self.source = app.topic(
+            options.telemetry_topic,
+            options.orders_topic,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+        app.agent(self.source, concurrency=1, name="detect")(self._agent)
+        app.timer(settings.worker_timer_seconds, name="wall_clock")(self._tick)
+        app.task(self._on_start)
+        app.on_partitions_assigned.connect(self._on_assigned)
+        app.on_partitions_revoked.connect(self._on_revoked)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def _on_start(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self._reload("SIGHUP")))
+        await self._send([self.engine.ops("worker_started", {"rules": str(self.options.rules)})])
+        log.info("worker %s started; rules %s", self.options.name, self.options.rules)
+
+    async def _producer(self) -> AIOKafkaProducer:
+        """Our own producer for the output topics: acks=all and idempotence, set explicitly (the
+        first rebalance can come before the app's start task, so it is made on first use)."""
+        async with self._producer_lock:
+            if self.producer is None:
+                self.producer = await _start_producer(self.settings, self.options.name)
+        return self.producer
+
+    async def _on_assigned(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        assigned: set[TP] = args[0] if args else kwargs.get("assigned", set())
+        mine = sorted(tp.partition for tp in assigned if tp.topic == self.options.telemetry_topic)
+        log.info("assigned telemetry partitions %s", mine)
+        await self._send([self.engine.ops("partitions_assigned", {"partitions": mine})])
+
+    # -- the agent -----------------------------------------------------------------------------
+
+    async def _agent(self, stream: faust.StreamT[bytes]) -> None:
+        cfg = self.settings
+        self._stream = stream
+        # noack_take: we acknowledge each record ourselves, once its state is persisted.
+        batches = cast(Any, stream).noack_take
+        async for events in batches(cfg.worker_batch_size, within=cfg.worker_batch_seconds):
+            await self._batch(events)
+
+    async def _batch(self, events: Sequence[EventT[bytes]]) -> None:
+        async with self.lock:
+            now = utcnow()
+            outs: list[Out] = []
+            for event in events:
+                msg = event.message
+                key = msg.key if isinstance(msg.key, bytes) else None
+                src = Source(msg.topic, msg.partition, msg.offset, key)
+                vid = key.decode("utf-8", "replace") if key else ""
+                slot = self._slot(vid)
+                handler = (
+                    self.engine.on_order if msg.topic == self.options.orders_topic else self.engine.on_fix
+                )
+                raw = event.value if isinstance(event.value, bytes) else b""
+                try:
+                    slot, produced = handler(slot, raw, src, now)
+                except Exception as exc:  # never let one record stop the partition
+                    log.exception("record %s[%d]@%d failed", msg.topic, msg.partition, msg.offset)
+                    produced = [self.engine.crash_letter(exc, raw, src, now)]
+                outs += produced
+                self._stamp += 1
+                if slot is not None:
+                    self.table.data[slot.vehicle_id.encode()] = slot
+                    self._dirty.setdefault(slot.vehicle_id, (self._stamp, time.monotonic()))
+                self._pending[msg.tp].append(_Pending(event, slot.vehicle_id if slot else None, self._stamp))
+            await self._send(outs)
+            await self._persist_due(force=False)
+            self.stats.batches += 1
+            self.stats.records += len(events)
+
+    def _slot(self, vehicle_id: str) -> VehicleSlot | None:
+        if not vehicle_id:
+            return None
+        slot = self.table.data.get(vehicle_id.encode())
+        return slot if isinstance(slot, VehicleSlot) else None
+
+    # -- the wall clock ------------------------------------------------------------------------
+
+    async def _tick(self) -> None:
+        await self._check_rules()
+        if self.app.rebalancing:
+            # faust waits for every record in flight to be acked before it hands partitions on.
+            async with self.lock:
+                await self._persist_due(force=True)
+            return
+        telemetry = self.options.telemetry_topic
+        owned = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == telemetry}
+        async with self.lock:
+            now = utcnow()
+            outs: list[Out] = []
+            for slot in list(self.table.data.values()):
+                if not isinstance(slot, VehicleSlot) or slot.partition not in owned:
+                    continue
+                try:
+                    dirty, produced = self.engine.on_tick(slot, now)
+                except Exception:
+                    log.exception("timer for %s failed", slot.vehicle_id)
+                    continue
+                outs += produced
+                if dirty:
+                    self._stamp += 1
+                    self._dirty.setdefault(slot.vehicle_id, (self._stamp, time.monotonic()))
+            await self._send(outs)
+            await self._persist_due(force=False)
+
+    async def _check_rules(self) -> None:
+        if self.rules.changed():
+            await self._reload("file change")
+
+    async def _reload(self, why: str) -> None:
+        """Load the rules again; a bad file is rejected with its error and the old rules stay."""
+        async with self.lock:
+            result = self.rules.reload()
+            if result.rules is not None:
+                self.engine.replace_rules(result.rules)
+                log.info("rules reloaded (%s)", why)
+                out = self.engine.ops("config_reloaded", {"trigger": why, "path": str(self.options.rules)})
+            else:
+                log.error("rules rejected (%s): %s", why, result.error)
+                detail = {"trigger": why, "path": str(self.options.rules), "error": result.error}
+                out = self.engine.ops("config_rejected", detail)
+            await self._send([out])
+
+    # -- I/O -----------------------------------------------------------------------------------
+
+    async def _send(self, outs: Sequence[Out]) -> None:
+        """Publish and wait until Kafka has every record (acks=all) before the batch is acked."""
+        if not outs:
+            return
+        producer = await self._producer()
+        futures = [await producer.send(o.topic, o.value, key=o.key) for o in outs]
+        await asyncio.gather(*futures)
+
+    async def _persist_due(self, *, force: bool) -> None:
+        """Write the states dirty for `worker_persist_seconds` (all with `force`) to the changelog,
+        then acknowledge, per partition in offset order, every record whose state is persisted."""
+        horizon = time.monotonic() - self.settings.worker_persist_seconds
+        due = [vid for vid, (_, since) in self._dirty.items() if force or since <= horizon]
+        slots = [self._slot(vid) for vid in due]
+        await self._persist(s for s in slots if s is not None)
+        for vid in due:
+            del self._dirty[vid]
+        await self._ack_ready()
+
+    async def _persist(self, slots: Iterable[VehicleSlot]) -> None:
+        futures = []
+        for slot in slots:
+            key = slot.vehicle_id.encode()
+            futures.append(self.table.send_changelog(slot.partition, key, slot, "raw", "fw-slot"))
+            self.stats.state_writes += 1
+        if futures:
+            await asyncio.gather(*futures)
+            self.stats.state_bytes = _SlotCodec.bytes_out
+
+    async def _ack_ready(self) -> None:
+        if self._stream is None:
+            return
+        dirty = self._dirty
+        for queue in self._pending.values():
+            while queue:
+                head = queue[0]
+                held = dirty.get(head.vehicle) if head.vehicle is not None else None
+                if held is not None and held[0] <= head.stamp:
+                    break  # its state is not in the changelog yet: nothing after it either
+                queue.popleft()
+                await self._stream.ack(head.event)
+
+    async def _on_revoked(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        """Partitions leave: forget their records in flight and their states (the new owner
+        restores the states from the changelog and reads the unacknowledged records again)."""
+        revoked: set[TP] = args[0] if args else kwargs.get("revoked", set())
+        gone = {tp.partition for tp in revoked if tp.topic == self.options.telemetry_topic}
+        for tp in revoked:
+            self._pending.pop(tp, None)
+        for key, slot in list(self.table.data.items()):
+            if isinstance(slot, VehicleSlot) and slot.partition in gone:
+                self._dirty.pop(slot.vehicle_id, None)
+                del self.table.data[key]
+
+
+def changelog_topic(app_id: str) -> str:
+    """Faust names a table's changelog topic <app id>-<table>-changelog."""
+    return f"{app_id}-{TABLE}-changelog"
+
+
+def run(worker: Worker, on_stop: Callable[[], None] | None = None) -> None:
+    """Run until SIGTERM/SIGINT (faust's worker owns the event loop)."""
+    fw = faust.Worker(worker.app, loglevel="INFO", quiet=True, redirect_stdouts=False)
+    try:
+        fw.execute_from_commandline()
+    finally:
+        if on_stop is not None:
+            on_stop()
+
+
+async def _start_producer(settings: Settings, name: str) -> AIOKafkaProducer:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        client_id=f"fleetwatch-worker-{name}",
+        acks="all",
+        enable_idempotence=True,
+        compression_type="lz4",
+        linger_ms=5,
+    )
+    await producer.start()
+    return producer
