@@ -11,13 +11,15 @@ reports the rest (`ReevaluationResult.beyond_horizon`).
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from streams.core.context import Context
 from streams.core.events import Event, EventKind
-from streams.core.pipeline import VehicleState, _apply, _final_by_key
+from streams.core.packed import micros
+from streams.core.pipeline import VehicleState, _apply, _final_by_key, _noting_lower_severity, _thaw
 from streams.core.timers import close_provisionally
 
 
@@ -35,25 +37,25 @@ def reevaluate(state: VehicleState, ctx: Context, since: datetime, *, closed: bo
     if not state.snapshots:
         return result
     vc = ctx.vehicle(state.vehicle_id)
-    candidates = [i for i, s in enumerate(state.snapshots) if s.ts <= since]
+    since_us = micros(since)
+    candidates = [i for i, s in enumerate(state.snapshots) if s.ts_us <= since_us]
     result.beyond_horizon = not candidates
     k = candidates[-1] if candidates else 0
     snap = state.snapshots[k]
-    start = snap.index - state.hist_base
-    replay = state.history[start:]
+    replay = state.history.since(snap.index)
     old = _final_by_key(e for i, e in state.emitted if i >= snap.index)
-    state.history = state.history[:start]
+    state.history.truncate(snap.index)
     state.snapshots = state.snapshots[: k + 1]
     state.emitted = [(i, e) for i, e in state.emitted if i < snap.index]
-    state.det = snap.det.clone()
+    state.core = _thaw(pickle.loads(snap.core))
     new_events: list[Event] = []
-    for fix in replay:
-        new_events.extend(_apply(state, fix, vc, ctx))
+    for row in replay:
+        new_events.extend(_apply(state, row, None, vc, ctx))
     if closed:
         new_events.extend(close_provisionally(state, ctx))
     result.replayed = len(replay)
     new = _final_by_key(new_events)
-    diff = [e for key, e in new.items() if old.get(key) != e]
+    diff = [_noting_lower_severity(e, old.get(key)) for key, e in new.items() if old.get(key) != e]
     for key, e in old.items():
         if key in new or e.kind not in (EventKind.ALERT, EventKind.TRIP):
             continue

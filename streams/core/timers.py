@@ -22,9 +22,11 @@ import copy
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from fleetwatch.records import Alert, AlertType, Fix
+from fleetwatch.records import Alert, AlertType, Fix, Severity
 from streams.core.context import Context
+from streams.core.detector import LastFix, severity_of
 from streams.core.events import Event, EventKind, alert_event
+from streams.core.packed import unpack
 from streams.core.pipeline import VehicleState, flush, process
 
 
@@ -41,35 +43,51 @@ def tick(state: VehicleState, timers: TimerState, ctx: Context, now: datetime) -
     vc = ctx.vehicle(state.vehicle_id)
     events = flush(state, ctx, until=now - timedelta(seconds=vc.settings.lateness_seconds))
     events += reconcile(state, timers, events)
-    det = state.det
-    if det.last_ts is None or state.buffer:
+    if state.buffer:
         return events  # fixes still held back: the event-time core decides first
+    last = _newest(state)
+    if last.ts is None:
+        return events
     s = vc.settings
     # offline while silent: ignition was on at the last fix, nothing since.
-    silent_s = (now - det.last_ts).total_seconds()
-    if det.last_acc and silent_s > s.offline_after_seconds:
-        lat, lon = det.last_valid or (0.0, 0.0)
-        qualified = det.last_ts + timedelta(seconds=s.offline_after_seconds)
+    silent_s = (now - last.ts).total_seconds()
+    if last.acc and silent_s > s.offline_after_seconds:
+        lat, lon = last.position or (0.0, 0.0)
+        qualified = last.ts + timedelta(seconds=s.offline_after_seconds)
         alert = Alert.new(
-            AlertType.OFFLINE, vc.vehicle_id, vc.org, det.last_ts, None, lat, lon, qualified,
+            AlertType.OFFLINE, vc.vehicle_id, vc.org, last.ts, None, lat, lon, qualified,
             {"gap_seconds": None, "silent_seconds": round(silent_s), "raised_by": "wall_clock"},
+            severity=severity_of(AlertType.OFFLINE, silent_s, vc),
         )  # fmt: skip
-        events += _raise(timers, alert, det.last_ts + timedelta(microseconds=1))
+        events += _raise(timers, alert, last.ts + timedelta(microseconds=1))
     # depot_night at the check time, for a vehicle that has sent nothing since before it.
-    if vc.depot is not None and det.last_valid is not None:
+    if vc.depot is not None and last.position is not None:
         local_now = now.astimezone(vc.tz)
         check = datetime.combine(local_now.date(), s.depot_check_time, vc.tz)
         if check > local_now:
             check -= timedelta(days=1)
-        if det.last_ts < check and not vc.orders.overlapping(vc.vehicle_id, check, check):
-            lat, lon = det.last_valid
+        if last.ts < check and not vc.orders.overlapping(vc.vehicle_id, check, check):
+            lat, lon = last.position
             if not vc.depot.contains(lat, lon):
                 details = {"depot": vc.depot.id, "distance_m": round(vc.depot.distance_m(lat, lon))}
                 alert = Alert.new(
-                    AlertType.DEPOT_NIGHT, vc.vehicle_id, vc.org, check, check, lat, lon, check, details
+                    AlertType.DEPOT_NIGHT, vc.vehicle_id, vc.org, check, check, lat, lon, check, details,
+                    severity=Severity.YELLOW,
                 )
                 events += _raise(timers, alert, check)
     return events
+
+
+def _newest(state: VehicleState) -> LastFix:
+    """The newest released fix: the screen holds the last one until a successor judges it, but
+    its time and ignition are facts already (only its position awaits judgement)."""
+    prev = state.core.prev
+    queue = state.core.screen.queue
+    if not queue:
+        return prev
+    row, _ = queue[-1]
+    fix = unpack(row, state.vehicle_id, state.devices)
+    return LastFix(fix.ts, fix.acc, prev.position)
 
 
 def close_provisionally(state: VehicleState, ctx: Context) -> list[Event]:
@@ -78,7 +96,7 @@ def close_provisionally(state: VehicleState, ctx: Context) -> list[Event]:
     records carry the same ids (upserts). The events are remembered in the state's emitted list,
     so a later re-evaluation retracts any that no longer hold."""
     events = flush(copy.deepcopy(state), ctx)
-    index = state.hist_base + len(state.history) - 1
+    index = state.history.end - 1
     state.emitted.extend((index, e) for e in events)
     return events
 
@@ -101,9 +119,9 @@ def _raise(timers: TimerState, alert: Alert, decided_from: datetime) -> list[Eve
 def reconcile(state: VehicleState, timers: TimerState, events: list[Event]) -> list[Event]:
     """Once the core has seen fixes past a timer alert's decisive instant, its verdict stands:
     returns the retractions for timer alerts the core did not confirm."""
-    if not timers.raised or state.det.last_ts is None:
+    last = state.core.prev.ts
+    if not timers.raised or last is None:
         return []
-    last = state.det.last_ts
     seen = {e.key: e for e in events}
     out: list[Event] = []
     for alert_id, (_alert, decided_from) in list(timers.raised.items()):
@@ -122,4 +140,4 @@ def reconcile(state: VehicleState, timers: TimerState, events: list[Event]) -> l
 
 
 def open_alert_ids(state: VehicleState, timers: TimerState) -> set[str]:
-    return set(state.det.open_alerts) | set(timers.raised)
+    return set(state.core.open_alerts) | set(timers.raised)

@@ -27,7 +27,7 @@ from fleetwatch.records import (
     parse_fix,
     parse_order,
 )
-from geofence import CalendarError, Rules
+from geofence import Rules
 from streams.core import Context, Event, EventKind, OrderBook
 from streams.core.reevaluate import reevaluate
 from streams.core.timers import close_provisionally, open_alert_ids, process_with_timers, reconcile, tick
@@ -99,7 +99,8 @@ class Engine:
         self, slot: VehicleSlot | None, raw: bytes, src: Source, now: datetime
     ) -> tuple[VehicleSlot | None, list[Out]]:
         """Parse and process one telemetry record; a record that fails the contract (or that the
-        core cannot place, e.g. a date the work calendar does not cover) becomes a dead letter."""
+        a date the work calendar does not cover is the core's `calendar_missing` report: an ops event,
+off-hours undetermined, everything else goes on) becomes a dead letter."""
         try:
             fix = parse_fix(raw, now=now)
             _check_key(src.key, fix.vehicle_id)
@@ -108,17 +109,7 @@ class Engine:
         if slot is None:
             slot = VehicleSlot.new(fix.vehicle_id, src.partition)
         self.adopt(slot)
-        try:
-            _, events = process_with_timers(slot.core, slot.timers, fix, self.ctx)
-        except CalendarError as exc:
-            reason = str(exc)
-            outs = [self._dead_letter("calendar_missing", "ts", reason, raw, src, now)]
-            outs.append(
-                self._ops(
-                    "calendar_missing", now, fix.vehicle_id, {"ts": fix.ts.isoformat(), "error": reason}
-                )
-            )
-            return slot, outs
+        _, events = process_with_timers(slot.core, slot.timers, fix, self.ctx)
         self.counts["fixes"] += 1
         slot.partition = src.partition
         slot.last_received = now.timestamp()
@@ -218,8 +209,8 @@ class Engine:
         outs: list[Out] = []
         key = slot.vehicle_id.encode()
         for e in events:
-            if e.kind is EventKind.LATE_FIX:
-                outs.append(self._ops("late_fix", now, slot.vehicle_id, e.detail))
+            if e.kind in (EventKind.LATE_FIX, EventKind.CALENDAR_MISSING):
+                outs.append(self._ops(e.kind.value, now, slot.vehicle_id, e.detail))
                 continue
             change = _change(slot, e, now)
             if change is None:

@@ -1,7 +1,9 @@
 """What the worker stores per vehicle in its changelog-backed table, and how it is encoded.
 
-`dump_core` / `load_core` are the one place the detection core's state is turned into bytes
-(today: pickle of `VehicleState`; the compact form of issue 9 drops in here).
+`dump_slot` / `load_slot` are the one place a slot is turned into bytes; the core's part is its
+compact persisted form (`pipeline.dump_state`, a few KB); the replay history stays in
+memory, so a worker restored from the changelog reports (not re-evaluates) fixes older than its
+restore point.
 """
 
 from __future__ import annotations
@@ -11,21 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fleetwatch.records import Fix
-from streams.core.pipeline import VehicleState, new_state
+from streams.core.pipeline import VehicleState, dump_state, load_state, new_state
 from streams.core.timers import TimerState
 
-SLOT_FORMAT = 1
-
-
-def dump_core(state: VehicleState) -> bytes:
-    return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def load_core(data: bytes) -> VehicleState:
-    state = pickle.loads(data)
-    if not isinstance(state, VehicleState):
-        raise TypeError(f"changelog value is a {type(state).__name__}, not a VehicleState")
-    return state
+SLOT_FORMAT = 2  # 2: the core as `dump_state` bytes (1 pickled the whole VehicleState)
 
 
 @dataclass
@@ -60,11 +51,11 @@ class VehicleSlot:
 
 def dump_slot(slot: VehicleSlot) -> bytes:
     fields: dict[str, Any] = {k: v for k, v in vars(slot).items() if k != "core"}
-    return pickle.dumps((SLOT_FORMAT, dump_core(slot.core), fields), protocol=pickle.HIGHEST_PROTOCOL)
+    return pickle.dumps((SLOT_FORMAT, dump_state(slot.core), fields), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def load_slot(data: bytes) -> VehicleSlot:
     fmt, core, fields = pickle.loads(data)
     if fmt != SLOT_FORMAT:
         raise ValueError(f"state table entry has format {fmt}; this worker reads format {SLOT_FORMAT}")
-    return VehicleSlot(core=load_core(core), **fields)
+    return VehicleSlot(core=load_state(core), **fields)

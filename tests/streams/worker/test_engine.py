@@ -105,12 +105,20 @@ def test_bad_records_become_dead_letters_and_processing_goes_on(rules: Rules) ->
     assert (outs[0].topic, letter["code"], letter["offset"]) == (topics.WORKER_DLQ, "malformed_json", 0)
     _, outs = engine.on_fix(None, good.to_json(), _src(1, key="苏B99999".encode()), NOW)
     assert orjson.loads(outs[0].value)["code"] == "key_mismatch"
-    uncovered = fix("2031-01-04 10:00:00", 32.0, 118.75)
-    slot, outs = engine.on_fix(None, uncovered.to_json(), _src(2), datetime(2031, 1, 4, 3, tzinfo=UTC))
-    assert {o.topic for o in outs} == {topics.WORKER_DLQ, topics.OPS}
-    assert [parse_ops_event(o.value).kind for o in outs if o.topic == topics.OPS] == ["calendar_missing"]
-    slot, outs = engine.on_fix(slot, good.to_json(), _src(3), NOW)
-    assert slot is not None and slot.core.max_ts == good.ts and engine.counts["dead_letters"] == 3
+    slot, outs = engine.on_fix(None, good.to_json(), _src(3), NOW)
+    assert slot is not None and slot.core.max_ts is not None and engine.counts["dead_letters"] == 2
+
+
+def test_an_uncovered_calendar_date_is_an_ops_report_not_a_dead_letter(rules: Rules) -> None:
+    engine = Engine(rules, EngineConfig(idle_close_seconds=60))
+    later = datetime(2031, 1, 4, 12, tzinfo=UTC)
+    slot, outs = _feed(engine, drive("2031-01-04 10:00:00", 32.0, 118.75, minutes=20), later)
+    _, ticked = engine.on_tick(slot, later + timedelta(seconds=61))
+    outs += ticked
+    assert not [o for o in outs if o.topic == topics.WORKER_DLQ]
+    reports = [parse_ops_event(o.value) for o in outs if o.topic == topics.OPS]
+    assert [r.kind for r in reports] == ["calendar_missing"] and reports[0].detail["year"] == 2031
+    assert _changes(outs, topics.TRIPS), "trips go on on an uncovered date"
 
 
 def test_revisions_grow_per_vehicle_and_vehicle_state_is_throttled(rules: Rules) -> None:
