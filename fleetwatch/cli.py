@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "simulator.cli",  # fleetwatch simulate ...
     "ingest.cli",  # fleetwatch ingest
     "streams.cli",  # fleetwatch detect / score
+    "store.cli",  # fleetwatch db migrate|status|maintain|account|import-registry
 )
 
 

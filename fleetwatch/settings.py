@@ -48,6 +48,21 @@ class Settings(BaseSettings):
     pg_user: str = "fleetwatch"
     pg_database: str = "fleetwatch"
     pg_password: SecretStr | None = None
+    #: Login roles `fleetwatch db migrate` provisions (passwords: secrets of the same name).
+    pg_sink_user: str = "fleetwatch_sink"
+    pg_sink_password: SecretStr | None = None
+    pg_dashboards_user: str = "fleetwatch_dashboards"
+    pg_dashboards_password: SecretStr | None = None
+    #: Positions older than this are dropped, whole chunks at a time, by `fleetwatch db maintain`.
+    positions_retention_days: int = 180
+
+    # --- sink (Kafka -> TimescaleDB) -------------------------------------------------------
+    sink_group: str = "fleetwatch-sink"
+    #: A batch is written when it holds this many records or has waited this long.
+    sink_batch_records: int = 5000
+    sink_batch_wait_ms: int = 500
+    #: Longest pause between reconnection attempts while the database is away.
+    sink_retry_max_seconds: float = 5.0
 
     # --- contract limits -----------------------------------------------------------------
     max_future_seconds: float = 300.0
@@ -73,7 +88,10 @@ class Settings(BaseSettings):
     @property
     def pg_conninfo(self) -> str:
         """libpq conninfo without the password (psycopg takes that separately)."""
-        return f"host={self.pg_host} port={self.pg_port} user={self.pg_user} dbname={self.pg_database}"
+        return self.pg_conninfo_for(self.pg_user)
+
+    def pg_conninfo_for(self, user: str) -> str:
+        return f"host={self.pg_host} port={self.pg_port} user={user} dbname={self.pg_database}"
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,33 @@
+-- Telemetry fixes: a hypertable by fix time; (device_id, seq, ts) is the natural key, so a
+-- replayed or redelivered fix is harmless (the detection core's dedup key, same ts).
+CREATE TABLE positions (
+    ts           timestamptz NOT NULL,
+    vehicle_id   text NOT NULL,
+    device_id    text NOT NULL,
+    org          text NOT NULL,
+    seq          bigint NOT NULL,
+    lat          double precision NOT NULL CHECK (lat BETWEEN -90 AND 90),
+    lon          double precision NOT NULL CHECK (lon BETWEEN -180 AND 180),
+    speed_kmh    real NOT NULL CHECK (speed_kmh >= 0),
+    heading      real NOT NULL,
+    ignition     boolean NOT NULL,
+    fix_valid    boolean,
+    alarm        bigint,
+    odometer_km  double precision,
+    alt_m        real,
+    sats         smallint,
+    -- When the bridge put the fix into Kafka (the record's timestamp): arrival, not event time.
+    received_at  timestamptz NOT NULL,
+    CONSTRAINT positions_natural_key UNIQUE (device_id, seq, ts)
+);
+SELECT create_hypertable('positions', by_range('ts', INTERVAL '1 day'));
+CREATE INDEX positions_vehicle_ts ON positions (vehicle_id, ts DESC);
+
+GRANT SELECT, INSERT ON positions TO fw_writer;
+GRANT SELECT ON positions TO fw_reader, fw_scoped;
+
+ALTER TABLE positions ENABLE ROW LEVEL SECURITY;
+CREATE POLICY positions_write ON positions TO fw_writer USING (true) WITH CHECK (true);
+CREATE POLICY positions_read ON positions FOR SELECT TO fw_reader USING (true);
+CREATE POLICY positions_scoped ON positions FOR SELECT TO fw_scoped
+    USING (org = ANY ((SELECT visible_orgs(current_user))::text[]));
