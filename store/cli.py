@@ -21,10 +21,12 @@ from store.migrate import MigrationError, migrate, migration_status
 from store.roles import AccountError, add_org_account, ensure_service_logins, list_org_accounts
 
 console = Console(width=None if sys.stdout.isatty() else 150)
-db_app = typer.Typer(help="The product database: migrations, retention, accounts, registry.",
-                     no_args_is_help=True)
-account_app = typer.Typer(help="Per-city / per-unit read-only accounts (row-level security).",
-                          no_args_is_help=True)
+db_app = typer.Typer(
+    help="The product database: migrations, retention, accounts, registry.", no_args_is_help=True
+)
+account_app = typer.Typer(
+    help="Per-city / per-unit read-only accounts (row-level security).", no_args_is_help=True
+)
 db_app.add_typer(account_app, name="account")
 
 
@@ -54,8 +56,10 @@ def migrate_cmd() -> None:
         logins = ensure_service_logins(conn, settings)
     for m in applied:
         console.print(f"[green]✓[/] applied {m.label}")
-    console.print(f"{len(applied)} migration(s) applied, logins {', '.join(logins)} provisioned "
-                  f"in {time.monotonic() - started:.1f} s")
+    console.print(
+        f"{len(applied)} migration(s) applied, logins {', '.join(logins)} provisioned "
+        f"in {time.monotonic() - started:.1f} s"
+    )
 
 
 @db_app.command("status")
@@ -65,7 +69,8 @@ def status_cmd() -> None:
         states = migration_status(conn)
         sizes = conn.execute(
             "SELECT c.relname, CASE WHEN h.hypertable_name IS NOT NULL "
-            "THEN (SELECT count(*) FROM timescaledb_information.chunks k WHERE k.hypertable_name = c.relname) "
+            "THEN (SELECT count(*) FROM timescaledb_information.chunks k "
+            "WHERE k.hypertable_name = c.relname) "
             "END, c.reltuples::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "LEFT JOIN timescaledb_information.hypertables h ON h.hypertable_name = c.relname "
             "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') ORDER BY c.relname"
@@ -75,8 +80,13 @@ def status_cmd() -> None:
         table.add_column(column)
     colours = {"applied": "green", "pending": "yellow", "edited": "red", "missing": "red"}
     for s in states:
-        table.add_row(f"{s.version:04d}", s.name, f"[{colours[s.state]}]{s.state}[/]",
-                      s.applied_at.isoformat(timespec="seconds") if s.applied_at else "-", s.checksum[:12])
+        table.add_row(
+            f"{s.version:04d}",
+            s.name,
+            f"[{colours[s.state]}]{s.state}[/]",
+            s.applied_at.isoformat(timespec="seconds") if s.applied_at else "-",
+            s.checksum[:12],
+        )
     console.print(table)
     tables = Table(title="tables (row estimates)")
     for column in ("table", "chunks", "rows ≈"):
@@ -91,7 +101,8 @@ def status_cmd() -> None:
 @db_app.command("maintain")
 def maintain_cmd(
     retention_days: Annotated[
-        int | None, typer.Option(help="Keep positions this many days [default: FLEETWATCH_POSITIONS_RETENTION_DAYS].")
+        int | None,
+        typer.Option(help="Keep positions this many days [default: FLEETWATCH_POSITIONS_RETENTION_DAYS]."),
     ] = None,
 ) -> None:
     """Drop positions chunks older than the retention (run it daily, e.g. from cron)."""
@@ -99,8 +110,10 @@ def maintain_cmd(
     days = retention_days if retention_days is not None else settings.positions_retention_days
     with _owner() as conn:
         result = drop_expired_positions(conn, days)
-    console.print(f"positions: kept {days} days (fixes from {result.older_than.isoformat(timespec='seconds')} on); "
-                  f"dropped {len(result.dropped_chunks)} chunk(s)")
+    console.print(
+        f"positions: kept {days} days (fixes from {result.older_than.isoformat(timespec='seconds')} on); "
+        f"dropped {len(result.dropped_chunks)} chunk(s)"
+    )
     for chunk in result.dropped_chunks:
         console.print(f"  [dim]{chunk}[/]")
 
@@ -145,8 +158,12 @@ def account_list() -> None:
 
 @db_app.command("import-registry")
 def import_registry(
-    rules: Annotated[Path, typer.Argument(help="rules.yaml (org tree and vehicles, docs/world-format.md).",
-                                          exists=True, dir_okay=False)],
+    rules: Annotated[
+        Path,
+        typer.Argument(
+            help="rules.yaml (org tree and vehicles, docs/world-format.md).", exists=True, dir_okay=False
+        ),
+    ],
 ) -> None:
     """Upsert the org tree, vehicles and their devices from a rules.yaml into the registry tables."""
     from geofence import RulesError, ZoneError, load_rules
@@ -164,4 +181,6 @@ def import_registry(
             [VehicleRow(v.vehicle_id, v.org, v.depot) for v in world.vehicles.values()],
             [DeviceRow(v.device_id, v.vehicle_id) for v in world.vehicles.values()],
         )
-    console.print(f"[green]✓[/] registry: {counts[0]} orgs, {counts[1]} vehicles, {counts[2]} devices from {rules}")
+    console.print(
+        f"[green]✓[/] registry: {counts[0]} orgs, {counts[1]} vehicles, {counts[2]} devices from {rules}"
+    )

@@ -95,15 +95,19 @@ def check_ledger(states: list[MigrationState]) -> None:
     problems = []
     for s in states:
         if s.state == "edited":
-            problems.append(f"{s.version:04d}_{s.name}: applied with checksum {s.checksum[:12]}…, "
-                            "but the file has changed since; write a new migration instead")
+            problems.append(
+                f"{s.version:04d}_{s.name}: applied with checksum {s.checksum[:12]}…, "
+                "but the file has changed since; write a new migration instead"
+            )
         elif s.state == "missing":
             problems.append(f"{s.version:04d}_{s.name}: applied, but its file is gone")
     last_applied = max((s.version for s in states if s.state != "pending"), default=0)
     for s in states:
         if s.state == "pending" and s.version < last_applied:
-            problems.append(f"{s.version:04d}_{s.name}: pending, but a later migration ({last_applied:04d}) "
-                            "is already applied; renumber it after the last one")
+            problems.append(
+                f"{s.version:04d}_{s.name}: pending, but a later migration ({last_applied:04d}) "
+                "is already applied; renumber it after the last one"
+            )
     if problems:
         raise MigrationError("migrations refused:\n  " + "\n  ".join(problems))
 

@@ -33,8 +33,11 @@ def _parents_first(orgs: Iterable[OrgRow]) -> list[OrgRow]:
     ordered: list[OrgRow] = []
     placed: set[str] = set()
     while pending:
-        ready = [o for o in pending.values() if o.parent_id is None or o.parent_id in placed
-                 or o.parent_id not in pending]
+        ready = [
+            o
+            for o in pending.values()
+            if o.parent_id is None or o.parent_id in placed or o.parent_id not in pending
+        ]
         if not ready:
             raise ValueError(f"org tree has a cycle among {sorted(pending)}")
         for org in sorted(ready, key=lambda o: o.org_id):

@@ -16,8 +16,11 @@ def _ensure_login(conn: psycopg.Connection[tuple[object, ...]], user: str, passw
     verb = "ALTER" if exists else "CREATE"
     # DDL takes no parameters, so the password travels as a literal (never logged by us). INHERIT:
     # the group's privileges and policies apply to the login without SET ROLE.
-    conn.execute(sql.SQL(verb + " ROLE {} WITH LOGIN INHERIT PASSWORD {}").format(
-        sql.Identifier(user), sql.Literal(password)))
+    conn.execute(
+        sql.SQL(verb + " ROLE {} WITH LOGIN INHERIT PASSWORD {}").format(
+            sql.Identifier(user), sql.Literal(password)
+        )
+    )
     conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(user)))
 
 

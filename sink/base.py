@@ -1,0 +1,75 @@
+"""The one interface every table sink implements, and the staged COPY + merge they share."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Protocol
+
+import psycopg
+from kafka.consumer.fetcher import ConsumerRecord
+
+Row = tuple[Any, ...]
+
+
+class TableSink(Protocol):
+    """One Kafka topic into one table (quix-streams' ``Sink.write(batch)`` shape).
+
+    ``decode`` turns a record into a row or raises `fleetwatch.records.ContractError` (the record
+    then goes to the dead-letter topic); ``write`` stores rows inside the caller's transaction
+    and returns how many rows changed. Writes must be idempotent: the runner may write a batch
+    again after a crash or an outage.
+    """
+
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def table(self) -> str: ...
+
+    def decode(self, record: ConsumerRecord) -> Row: ...
+
+    def write(self, cur: psycopg.Cursor[Any], rows: Sequence[Row]) -> int: ...
+
+
+def record_time(record: ConsumerRecord) -> datetime:
+    """The Kafka record's timestamp (when the producer wrote it) as an aware datetime."""
+    return datetime.fromtimestamp(record.timestamp / 1000.0, UTC)
+
+
+@dataclass
+class StagedSink:
+    """COPY rows (binary) into a per-session temporary staging table, then one set-based merge.
+
+    Subclasses give the staging columns with their types and the merge statement (which reads
+    ``stage`` and must be idempotent: ``ON CONFLICT`` on the natural key, newer revisions only).
+    """
+
+    topic: str
+    table: ClassVar[str]
+    columns: ClassVar[tuple[tuple[str, str], ...]]
+    merge_sql: ClassVar[str]
+
+    @property
+    def stage(self) -> str:
+        return f"stage_{self.table}"
+
+    def write(self, cur: psycopg.Cursor[Any], rows: Sequence[Row]) -> int:
+        if not rows:
+            return 0
+        names = ", ".join(name for name, _ in self.columns)
+        # Temporary: private to this session, no WAL; created once per connection.
+        cur.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {self.stage} "
+            f"({', '.join(f'{n} {t}' for n, t in self.columns)}) ON COMMIT DELETE ROWS"
+        )
+        with cur.copy(f"COPY {self.stage} ({names}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types([t for _, t in self.columns])
+            for row in rows:
+                copy.write_row(row)
+        cur.execute(self.merge_sql.format(stage=self.stage))
+        changed = max(cur.rowcount, 0)
+        # Emptied now, not only at commit: a retry row by row reuses the table in this transaction.
+        cur.execute(f"TRUNCATE {self.stage}")
+        return changed

@@ -1,0 +1,327 @@
+"""The sink loop: Kafka batches -> one database transaction -> dead letters -> offsets committed.
+
+Order of effects per batch, which is what makes it at-least-once with idempotent writes:
+1. decode every record (a contract failure becomes a dead letter, never a stall);
+2. write all rows in ONE transaction (COPY into staging, merge on natural keys, newer revisions
+   only); if the database refuses a record (SQLSTATE class 22/23/54, or a value the driver cannot
+   encode), the batch is written again row by row under savepoints and the refused ones become
+   dead letters;
+3. send the dead letters and wait until Kafka has them;
+4. commit the consumer offsets.
+A crash anywhere before 4 re-reads the batch; writes and dead letters are then repeated, never lost.
+While the database is unreachable (or refuses for a reason that is not about a record, e.g. a
+missing table) the loop holds its batch, stops consuming and retries with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from kafka import TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import CommitFailedError, KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from fleetwatch import topics
+from fleetwatch.kafka_io import make_consumer, make_producer
+from fleetwatch.records import ContractError
+from fleetwatch.settings import Settings
+from sink.base import Row, TableSink
+from sink.deadletter import DeadLetter
+from store.db import Login, connect
+
+log = logging.getLogger("fleetwatch.sink")
+
+#: SQLSTATE classes that are about one record's values: data exception, integrity constraint,
+#: program limit (e.g. an index row too large). Anything else is about the database, not the record.
+RECORD_SQLSTATE_CLASSES = ("22", "23", "54")
+
+
+class DatabaseAway(Exception):
+    """The database cannot take the batch right now (unreachable, shutting down, misconfigured)."""
+
+
+@dataclass
+class SinkStats:
+    records: int = 0
+    batches: int = 0
+    dead_lettered: int = 0
+    db_outages: int = 0
+    db_wait_s: float = 0.0
+    commit_failures: int = 0
+    changed: Counter[str] = field(default_factory=Counter)
+    consumed: Counter[str] = field(default_factory=Counter)
+    rejected: Counter[str] = field(default_factory=Counter)
+
+
+def is_record_error(exc: BaseException) -> bool:
+    """True when the database (or the driver, encoding a value) refused a record's values."""
+    if isinstance(exc, psycopg.Error):
+        state = exc.sqlstate
+        return state is not None and state[:2] in RECORD_SQLSTATE_CLASSES
+    return isinstance(exc, OverflowError | ValueError | TypeError)
+
+
+Items = list[tuple[ConsumerRecord, Row]]
+
+
+class SinkRunner:
+    def __init__(
+        self,
+        settings: Settings,
+        sinks: Sequence[TableSink],
+        *,
+        group: str | None = None,
+        dlq_topic: str = topics.SINK_DLQ,
+        login: Login = "sink",
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.settings = settings
+        self.sinks = list(sinks)
+        self.by_topic = {s.topic: s for s in self.sinks}
+        if len(self.by_topic) != len(self.sinks):
+            raise ValueError("two sinks read the same topic")
+        self.group = group or settings.sink_group
+        self.dlq_topic = dlq_topic
+        self.login = login
+        self.stop = stop or threading.Event()
+        self.stats = SinkStats()
+        self._conn: psycopg.Connection[Any] | None = None
+        self._consumer = make_consumer(
+            settings,
+            group_id=self.group,
+            topics=tuple(self.by_topic),
+            client_id=f"fleetwatch-sink-{self.group}",
+            max_poll_records=settings.sink_batch_records,
+            # The loop stops polling while the database is away; stay in the group for 10 min.
+            max_poll_interval_ms=600_000,
+        )
+        self._producer = make_producer(settings, client_id=f"fleetwatch-sink-{self.group}-dlq")
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def run(self, *, idle_exit_s: float | None = None, progress_every_s: float = 10.0) -> SinkStats:
+        """Consume until ``stop`` is set (or, with ``idle_exit_s``, until nothing came for that long)."""
+        last_record = last_progress = time.monotonic()
+        try:
+            while not self.stop.is_set():
+                batch = self._collect()
+                now = time.monotonic()
+                if batch:
+                    self._handle(batch)
+                    last_record = now
+                elif idle_exit_s is not None and now - last_record >= idle_exit_s:
+                    break
+                if progress_every_s and now - last_progress >= progress_every_s:
+                    last_progress = now
+                    self._log_progress()
+        finally:
+            self.close()
+        return self.stats
+
+    def close(self) -> None:
+        self._consumer.close(autocommit=False)
+        self._producer.close(timeout=10)
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _log_progress(self) -> None:
+        s = self.stats
+        log.info(
+            "sink: %d records in %d batches, rows changed %s, dead letters %d, db outages %d (%.0f s)",
+            s.records,
+            s.batches,
+            dict(s.changed),
+            s.dead_lettered,
+            s.db_outages,
+            s.db_wait_s,
+        )
+
+    # -- one batch ---------------------------------------------------------------------------
+
+    def _collect(self) -> list[ConsumerRecord]:
+        """Up to ``sink_batch_records`` records, waiting at most ``sink_batch_wait_ms`` for them."""
+        wanted = self.settings.sink_batch_records
+        deadline = time.monotonic() + self.settings.sink_batch_wait_ms / 1000.0
+        records: list[ConsumerRecord] = []
+        while len(records) < wanted and not self.stop.is_set():
+            remaining_ms = int((deadline - time.monotonic()) * 1000)
+            if remaining_ms <= 0:
+                break
+            polled = self._consumer.poll(timeout_ms=remaining_ms, max_records=wanted - len(records))
+            for part in polled.values():
+                records.extend(part)
+        return records
+
+    def _handle(self, batch: list[ConsumerRecord]) -> None:
+        items: dict[str, Items] = {}
+        dead: list[DeadLetter] = []
+        for record in batch:
+            sink = self.by_topic[record.topic]
+            self.stats.consumed[sink.table] += 1
+            try:
+                items.setdefault(sink.table, []).append((record, sink.decode(record)))
+            except ContractError as exc:
+                dead.append(DeadLetter(record, sink.table, exc.code, exc.field, exc.reason, str(exc)))
+        changed, refused = self._store(items)
+        dead.extend(refused)
+        self._send_dead_letters(dead)
+        self._commit(batch)
+        self.stats.records += len(batch)
+        self.stats.batches += 1
+        self.stats.changed.update(changed)
+        self.stats.dead_lettered += len(dead)
+        self.stats.rejected.update(letter.code for letter in dead)
+
+    def _store(self, items: dict[str, Items]) -> tuple[Counter[str], list[DeadLetter]]:
+        """Write the batch, waiting out database outages; return rows changed per table and refusals."""
+        delay = 0.2
+        away_since: float | None = None
+        while True:
+            try:
+                result = self._write(self._connection(), items)
+            except DatabaseAway as exc:
+                self._drop_connection()
+                if self.stop.is_set():
+                    raise
+                if away_since is None:
+                    away_since = time.monotonic()
+                    self.stats.db_outages += 1
+                    log.warning("database unavailable, sink paused (batch held, nothing committed): %s", exc)
+                time.sleep(delay)
+                delay = min(delay * 2, self.settings.sink_retry_max_seconds)
+                continue
+            if away_since is not None:
+                waited = time.monotonic() - away_since
+                self.stats.db_wait_s += waited
+                log.warning("database back after %.1f s, sink resumed", waited)
+            return result
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            try:
+                self._conn = connect(self.settings, self.login, connect_timeout=3)
+            except psycopg.OperationalError as exc:
+                raise DatabaseAway(str(exc).strip()) from exc
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _write(
+        self, conn: psycopg.Connection[Any], items: dict[str, Items]
+    ) -> tuple[Counter[str], list[DeadLetter]]:
+        changed: Counter[str] = Counter()
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                for table, rows in items.items():
+                    changed[table] += self._sink(table).write(cur, [row for _, row in rows])
+            return changed, []
+        except Exception as exc:
+            self._raise_unless_record_error(conn, exc)
+        return self._write_row_by_row(conn, items)
+
+    def _write_row_by_row(
+        self, conn: psycopg.Connection[Any], items: dict[str, Items]
+    ) -> tuple[Counter[str], list[DeadLetter]]:
+        changed: Counter[str] = Counter()
+        refused: list[DeadLetter] = []
+        with conn.transaction(), conn.cursor() as cur:
+            for table, rows in items.items():
+                sink = self._sink(table)
+                for record, row in rows:
+                    try:
+                        with conn.transaction():  # a savepoint per row
+                            changed[table] += sink.write(cur, [row])
+                    except Exception as exc:
+                        self._raise_unless_record_error(conn, exc)
+                        refused.append(_refusal(record, table, exc))
+        log.warning(
+            "database refused %d record(s); the other %d were stored",
+            len(refused),
+            sum(len(r) for r in items.values()) - len(refused),
+        )
+        return changed, refused
+
+    @staticmethod
+    def _raise_unless_record_error(conn: psycopg.Connection[Any], exc: Exception) -> None:
+        if conn.broken or conn.closed or not is_record_error(exc):
+            if isinstance(exc, psycopg.Error):
+                raise DatabaseAway(f"{type(exc).__name__}: {str(exc).strip()}") from exc
+            raise exc
+
+    def _sink(self, table: str) -> TableSink:
+        return next(s for s in self.sinks if s.table == table)
+
+    def _send_dead_letters(self, dead: list[DeadLetter]) -> None:
+        """Dead letters must be in Kafka before the offsets move past their records."""
+        delay = 0.5
+        while dead:
+            try:
+                futures = [
+                    self._producer.send(self.dlq_topic, key=d.record.key, value=d.to_json()) for d in dead
+                ]
+                self._producer.flush(timeout=30)
+                for future in futures:
+                    future.get(timeout=30)
+                for letter in dead:
+                    log.info(
+                        "dead letter: %s %s[%d]@%d: %s",
+                        letter.table,
+                        letter.record.topic,
+                        letter.record.partition,
+                        letter.record.offset,
+                        letter.message,
+                    )
+                return
+            except KafkaError as exc:
+                if self.stop.is_set():
+                    raise
+                log.warning("dead-letter topic unavailable (%s); retrying", exc)
+                time.sleep(delay)
+                delay = min(delay * 2, self.settings.sink_retry_max_seconds)
+
+    def _commit(self, batch: list[ConsumerRecord]) -> None:
+        last: dict[TopicPartition, int] = {}
+        for record in batch:
+            tp = TopicPartition(record.topic, record.partition)
+            last[tp] = max(last.get(tp, -1), record.offset)
+        try:
+            self._consumer.commit({tp: OffsetAndMetadata(off + 1, "", -1) for tp, off in last.items()})
+        except CommitFailedError as exc:
+            # A rebalance moved partitions away: their new owner re-reads the batch; writes are idempotent.
+            self.stats.commit_failures += 1
+            log.warning("offset commit refused after a rebalance (records will be re-read): %s", exc)
+
+
+def _refusal(record: ConsumerRecord, table: str, exc: Exception) -> DeadLetter:
+    if isinstance(exc, psycopg.Error):
+        primary = exc.diag.message_primary or str(exc).strip()
+        column = exc.diag.column_name or exc.diag.constraint_name
+        return DeadLetter(
+            record,
+            table,
+            "db_rejected",
+            column,
+            primary,
+            f"{table}: the database refused the record: {str(exc).strip()}",
+            exc.sqlstate,
+        )
+    return DeadLetter(
+        record,
+        table,
+        "db_unencodable",
+        None,
+        str(exc),
+        f"{table}: a value cannot be stored in its column: {exc}",
+    )
