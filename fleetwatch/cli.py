@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ingest.cli",  # fleetwatch ingest
     "streams.cli",  # fleetwatch detect / score
     "store.cli",  # fleetwatch db migrate|status|maintain|account|import-registry
+    "sink.cli",  # fleetwatch sink
 )
 
 
