@@ -112,7 +112,8 @@ def maintain_cmd(
         result = drop_expired_positions(conn, days)
     console.print(
         f"positions: kept {days} days (fixes from {result.older_than.isoformat(timespec='seconds')} on); "
-        f"dropped {len(result.dropped_chunks)} chunk(s)"
+        f"dropped {len(result.dropped_chunks)} chunk(s); scoped roles' privileges revoked on "
+        f"{result.sealed_chunks} remaining chunk(s)"
     )
     for chunk in result.dropped_chunks:
         console.print(f"  [dim]{chunk}[/]")

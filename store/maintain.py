@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
+from psycopg import sql
+
+from store.roles import SCOPED
 
 
 @dataclass(frozen=True, slots=True)
@@ -13,6 +16,7 @@ class RetentionResult:
     table: str
     older_than: datetime
     dropped_chunks: list[str]
+    sealed_chunks: int = 0
 
 
 def drop_expired_positions(
@@ -34,7 +38,22 @@ def drop_expired_positions(
         dropped = conn.execute(
             "SELECT drop_chunks('positions', older_than => %s::timestamptz)", (cutoff,)
         ).fetchall()
-    return RetentionResult("positions", cutoff, [str(r[0]) for r in dropped])
+        sealed = seal_chunks(conn, "positions")
+    return RetentionResult("positions", cutoff, [str(r[0]) for r in dropped], sealed)
+
+
+def seal_chunks(conn: psycopg.Connection[tuple[object, ...]], table: str) -> int:
+    """Revoke the scoped roles' privileges on every chunk of ``table``; return how many chunks.
+
+    Chunks have no row-level security, so a scoped role must never hold a privilege on one (queries
+    through the hypertable need none). Migration 0002 already avoids the grant being copied; this
+    keeps it true whatever a later GRANT on the hypertable propagated to existing chunks.
+    """
+    chunks = conn.execute("SELECT show_chunks(%s)", (table,)).fetchall()
+    for (chunk,) in chunks:
+        revoke = sql.SQL("REVOKE ALL ON TABLE {} FROM {}")
+        conn.execute(revoke.format(sql.SQL(str(chunk)), sql.Identifier(SCOPED)))
+    return len(chunks)
 
 
 def chunk_ranges(conn: psycopg.Connection[tuple[object, ...]], table: str) -> list[tuple[datetime, datetime]]:

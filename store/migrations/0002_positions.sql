@@ -24,7 +24,15 @@ SELECT create_hypertable('positions', by_range('ts', INTERVAL '1 day'));
 CREATE INDEX positions_vehicle_ts ON positions (vehicle_id, ts DESC);
 
 GRANT SELECT, INSERT ON positions TO fw_writer;
-GRANT SELECT ON positions TO fw_reader, fw_scoped;
+GRANT SELECT ON positions TO fw_reader;
+-- Scoped roles get COLUMN privileges, not a table privilege. TimescaleDB copies a hypertable's
+-- table ACL onto every new chunk, and chunks have no row-level security: with a table grant a
+-- city account could read `_timescaledb_internal._hyper_*_chunk` directly and see every org.
+-- Column ACLs are not copied to new chunks, while queries through the hypertable need no chunk
+-- privilege (checked in tests/store/test_access.py; `db maintain` also revokes any chunk grant).
+-- A migration that adds a column to positions must grant it to fw_scoped the same way.
+GRANT SELECT (ts, vehicle_id, device_id, org, seq, lat, lon, speed_kmh, heading, ignition, fix_valid, alarm,
+              odometer_km, alt_m, sats, received_at) ON positions TO fw_scoped;
 
 ALTER TABLE positions ENABLE ROW LEVEL SECURITY;
 CREATE POLICY positions_write ON positions TO fw_writer USING (true) WITH CHECK (true);
