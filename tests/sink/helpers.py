@@ -118,3 +118,49 @@ def wait_for(predicate: Any, timeout_s: float, what: str, interval_s: float = 0.
             return
         time.sleep(interval_s)
     raise TimeoutError(f"{what}: not reached within {timeout_s} s")
+
+
+def start_group_at_end(settings: Settings, group: str, topic: str) -> dict[int, int]:
+    """Commit ``group``'s offsets at the topic's current end, so a sink in that group only sees what
+    comes next (the shared telemetry topic holds other tests' fixes)."""
+    from kafka import TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
+    from fleetwatch.kafka_io import make_consumer
+
+    consumer = make_consumer(settings, group_id=group)
+    try:
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(parts)
+        ends = consumer.end_offsets(parts)
+        consumer.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in ends.items()})
+    finally:
+        consumer.close(autocommit=False)
+    return {tp.partition: off for tp, off in ends.items()}
+
+
+class SinkThread:
+    """The sink running in this process until stopped (for tests that watch it work live)."""
+
+    def __init__(self, settings: Settings, overrides: dict[str, str], group: str, dlq: str) -> None:
+        self.stop_event = threading.Event()
+        self.runner = SinkRunner(settings, make_sinks(list(overrides), overrides), group=group, dlq_topic=dlq,
+                                 stop=self.stop_event)  # fmt: skip
+        self.thread = threading.Thread(target=self._run, name="sink", daemon=True)
+        self.error: BaseException | None = None
+
+    def _run(self) -> None:
+        try:
+            self.runner.run(progress_every_s=0)
+        except BaseException as exc:
+            self.error = exc
+
+    def __enter__(self) -> SinkThread:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_event.set()
+        self.thread.join(60)
+        if self.error is not None:
+            raise self.error
