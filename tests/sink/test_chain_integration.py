@@ -36,7 +36,7 @@ def test_every_valid_fix_from_the_simulator_is_in_positions_exactly_once(
                          faults=faults, namespace=ns)  # fmt: skip
     vehicles = ds.world.vehicles
     valid = {}
-    for v, m in ds.messages():
+    for _vehicle, m in ds.messages():
         if m.kind == "fix":
             fix = parse_fix(m.payload, max_future=timedelta(days=3650))
             valid[(fix.device_id, fix.seq, fix.ts)] = fix
@@ -62,8 +62,8 @@ def test_every_valid_fix_from_the_simulator_is_in_positions_exactly_once(
                            extra=[a for v in vehicles for a in ("--only-device", v.device_id)])  # fmt: skip
     try:
         with bridge, SinkThread(database, {"positions": topics.TELEMETRY}, group, dlq) as sink:
-            stats = _mqtt.publish(database, (_mqtt.Outgoing(v.device_id, m.payload) for v, m in ds.messages()),
-                                  {v.device_id: v.password for v in vehicles})  # fmt: skip
+            outgoing = (_mqtt.Outgoing(v.device_id, m.payload) for v, m in ds.messages())
+            stats = _mqtt.publish(database, outgoing, {v.device_id: v.password for v in vehicles})
             assert stats.failed == 0 and stats.acked == stats.sent == ds.count()
 
             def stored() -> int:
