@@ -19,7 +19,10 @@ class TableSink(Protocol):
     ``decode`` turns a record into a row or raises `fleetwatch.records.ContractError` (the record
     then goes to the dead-letter topic); ``write`` stores rows inside the caller's transaction
     and returns how many rows changed. Writes must be idempotent: the runner may write a batch
-    again after a crash or an outage.
+    again after a crash or an outage. ``check`` runs the record's full contract and raises
+    `ContractError`; the runner calls it only for a record the database refused, so the dead
+    letter names the field and value (a sink whose ``decode`` leaves parsing to the database
+    stays fast and still explains its refusals).
     """
 
     @property
@@ -31,6 +34,8 @@ class TableSink(Protocol):
     def decode(self, record: ConsumerRecord) -> Row: ...
 
     def write(self, cur: psycopg.Cursor[Any], rows: Sequence[Row]) -> int: ...
+
+    def check(self, record: ConsumerRecord) -> None: ...
 
 
 def record_time(record: ConsumerRecord) -> datetime:
@@ -50,6 +55,12 @@ class StagedSink:
     table: ClassVar[str]
     columns: ClassVar[tuple[tuple[str, str], ...]]
     merge_sql: ClassVar[str]
+
+    def decode(self, record: ConsumerRecord) -> Row:
+        raise NotImplementedError
+
+    def check(self, record: ConsumerRecord) -> None:
+        self.decode(record)
 
     @property
     def stage(self) -> str:

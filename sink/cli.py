@@ -81,7 +81,8 @@ def sink(
         console.print(f"[yellow]stopped while the database was away[/] (batch not committed): {exc}")
         raise typer.Exit(1) from None
     took = time.monotonic() - started
-    summary = Table(title=f"sink: {stats.records:,} records in {stats.batches:,} batches, {took:.1f} s")
+    summary = Table(title=f"sink: {stats.records:,} records in {stats.batches:,} batches, {took:.1f} s "
+                    f"({stats.records_per_s:,.0f} records/s while busy)")
     for column in ("table", "consumed", "rows changed"):
         summary.add_column(column, justify="right" if column != "table" else "left")
     for s in sinks:

@@ -20,7 +20,8 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import psycopg
@@ -50,15 +51,26 @@ class DatabaseAway(Exception):
 
 @dataclass
 class SinkStats:
+    """What a run did; ``records_per_s`` covers first record to last commit (not the idle tail)."""
+
     records: int = 0
     batches: int = 0
     dead_lettered: int = 0
     db_outages: int = 0
     db_wait_s: float = 0.0
     commit_failures: int = 0
+    #: monotonic time the first records arrived and the last batch was committed (throughput).
+    first_record_at: float | None = None
+    last_commit_at: float | None = None
     changed: Counter[str] = field(default_factory=Counter)
     consumed: Counter[str] = field(default_factory=Counter)
     rejected: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def records_per_s(self) -> float:
+        if self.first_record_at is None or self.last_commit_at is None:
+            return 0.0
+        return self.records / max(self.last_commit_at - self.first_record_at, 1e-9)
 
 
 def is_record_error(exc: BaseException) -> bool:
@@ -70,6 +82,15 @@ def is_record_error(exc: BaseException) -> bool:
 
 
 Items = list[tuple[ConsumerRecord, Row]]
+Stored = tuple[Counter[str], list[DeadLetter]]
+
+
+@dataclass
+class _Batch:
+    records: list[ConsumerRecord]
+    items: dict[str, Items] = field(default_factory=dict)
+    dead: list[DeadLetter] = field(default_factory=list)
+    future: Future[Stored] | None = None
 
 
 class SinkRunner:
@@ -104,29 +125,45 @@ class SinkRunner:
             max_poll_interval_ms=600_000,
         )
         self._producer = make_producer(settings, client_id=f"fleetwatch-sink-{self.group}-dlq")
+        # The one thread that talks to the database (and owns the connection).
+        self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink-db")
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def run(self, *, idle_exit_s: float | None = None, progress_every_s: float = 10.0) -> SinkStats:
-        """Consume until ``stop`` is set (or, with ``idle_exit_s``, until nothing came for that long)."""
+        """Consume until ``stop`` is set (or, with ``idle_exit_s``, until nothing came for that long).
+
+        Two batches are in hand at most: while the database thread writes batch k, this thread
+        fetches and decodes batch k+1 (Python decoding and the server's merge overlap); batch k's
+        dead letters and offsets are settled before batch k+1 is handed over.
+        """
         last_record = last_progress = time.monotonic()
+        in_db: _Batch | None = None
         try:
             while not self.stop.is_set():
                 batch = self._collect()
                 now = time.monotonic()
-                if batch:
-                    self._handle(batch)
+                decoded = self._decode(batch) if batch else None
+                if in_db is not None:
+                    self._settle(in_db)
+                    in_db = None
+                if decoded is not None:
+                    decoded.future = self._db_thread.submit(self._store, decoded.items)
+                    in_db = decoded
                     last_record = now
                 elif idle_exit_s is not None and now - last_record >= idle_exit_s:
                     break
                 if progress_every_s and now - last_progress >= progress_every_s:
                     last_progress = now
                     self._log_progress()
+            if in_db is not None:
+                self._settle(in_db)
         finally:
             self.close()
         return self.stats
 
     def close(self) -> None:
+        self._db_thread.shutdown(wait=True)
         self._consumer.close(autocommit=False)
         self._producer.close(timeout=10)
         if self._conn is not None:
@@ -159,29 +196,36 @@ class SinkRunner:
             polled = self._consumer.poll(timeout_ms=remaining_ms, max_records=wanted - len(records))
             for part in polled.values():
                 records.extend(part)
+        if records and self.stats.first_record_at is None:
+            self.stats.first_record_at = time.monotonic()
         return records
 
-    def _handle(self, batch: list[ConsumerRecord]) -> None:
-        items: dict[str, Items] = {}
-        dead: list[DeadLetter] = []
+    def _decode(self, batch: list[ConsumerRecord]) -> _Batch:
+        decoded = _Batch(batch)
         for record in batch:
             sink = self.by_topic[record.topic]
             self.stats.consumed[sink.table] += 1
             try:
-                items.setdefault(sink.table, []).append((record, sink.decode(record)))
+                decoded.items.setdefault(sink.table, []).append((record, sink.decode(record)))
             except ContractError as exc:
-                dead.append(DeadLetter(record, sink.table, exc.code, exc.field, exc.reason, str(exc)))
-        changed, refused = self._store(items)
-        dead.extend(refused)
+                decoded.dead.append(DeadLetter(record, sink.table, exc.code, exc.field, exc.reason, str(exc)))
+        return decoded
+
+    def _settle(self, batch: _Batch) -> None:
+        """Wait for the batch's database commit, then dead letters, then offsets (in that order)."""
+        assert batch.future is not None
+        changed, refused = batch.future.result()
+        dead = batch.dead + refused
         self._send_dead_letters(dead)
-        self._commit(batch)
-        self.stats.records += len(batch)
+        self._commit(batch.records)
+        self.stats.records += len(batch.records)
         self.stats.batches += 1
         self.stats.changed.update(changed)
         self.stats.dead_lettered += len(dead)
         self.stats.rejected.update(letter.code for letter in dead)
+        self.stats.last_commit_at = time.monotonic()
 
-    def _store(self, items: dict[str, Items]) -> tuple[Counter[str], list[DeadLetter]]:
+    def _store(self, items: dict[str, Items]) -> Stored:
         """Write the batch, waiting out database outages; return rows changed per table and refusals."""
         delay = 0.2
         away_since: float | None = None
@@ -245,7 +289,7 @@ class SinkRunner:
                             changed[table] += sink.write(cur, [row])
                     except Exception as exc:
                         self._raise_unless_record_error(conn, exc)
-                        refused.append(_refusal(record, table, exc))
+                        refused.append(_refusal(sink, record, exc))
         log.warning(
             "database refused %d record(s); the other %d were stored",
             len(refused),
@@ -304,7 +348,15 @@ class SinkRunner:
             log.warning("offset commit refused after a rebalance (records will be re-read): %s", exc)
 
 
-def _refusal(record: ConsumerRecord, table: str, exc: Exception) -> DeadLetter:
+def _refusal(sink: TableSink, record: ConsumerRecord, exc: Exception) -> DeadLetter:
+    """The dead letter for a record the database refused: the contract's reason when the record
+    breaks it (precise: field and value), else the database's own."""
+    table = sink.table
+    try:
+        sink.check(record)
+    except ContractError as contract:
+        letter = DeadLetter(record, table, contract.code, contract.field, contract.reason, str(contract))
+        return replace(letter, sqlstate=exc.sqlstate if isinstance(exc, psycopg.Error) else None)
     if isinstance(exc, psycopg.Error):
         primary = exc.diag.message_primary or str(exc).strip()
         column = exc.diag.column_name or exc.diag.constraint_name

@@ -5,11 +5,11 @@ CREATE TABLE positions (
     vehicle_id   text NOT NULL,
     device_id    text NOT NULL,
     org          text NOT NULL,
-    seq          bigint NOT NULL,
+    seq          bigint NOT NULL CHECK (seq >= 0),
     lat          double precision NOT NULL CHECK (lat BETWEEN -90 AND 90),
     lon          double precision NOT NULL CHECK (lon BETWEEN -180 AND 180),
     speed_kmh    real NOT NULL CHECK (speed_kmh >= 0),
-    heading      real NOT NULL,
+    heading      real NOT NULL CHECK (heading >= 0 AND heading < 360),
     ignition     boolean NOT NULL,
     fix_valid    boolean,
     alarm        bigint,
@@ -18,8 +18,18 @@ CREATE TABLE positions (
     sats         smallint,
     -- When the bridge put the fix into Kafka (the record's timestamp): arrival, not event time.
     received_at  timestamptz NOT NULL,
-    CONSTRAINT positions_natural_key UNIQUE (device_id, seq, ts)
+    CONSTRAINT positions_natural_key UNIQUE (device_id, seq, ts),
+    CONSTRAINT positions_not_null_island CHECK (lat <> 0 OR lon <> 0)
 );
+-- Lets a set-based statement refuse a row with a contract reason (22023 invalid_parameter_value:
+-- the sink treats it as that record's fault and dead-letters it).
+CREATE FUNCTION contract_violation(message text) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = message;
+END
+$$;
+
 SELECT create_hypertable('positions', by_range('ts', INTERVAL '1 day'));
 CREATE INDEX positions_vehicle_ts ON positions (vehicle_id, ts DESC);
 
