@@ -62,6 +62,11 @@ class StagedSink:
     def check(self, record: ConsumerRecord) -> None:
         self.decode(record)
 
+    def merge(self, cur: psycopg.Cursor[Any]) -> int:
+        """Run the merge over the staged rows; return how many rows it changed."""
+        cur.execute(self.merge_sql.format(stage=self.stage))
+        return max(cur.rowcount, 0)
+
     @property
     def stage(self) -> str:
         return f"stage_{self.table}"
@@ -79,8 +84,7 @@ class StagedSink:
             copy.set_types([t for _, t in self.columns])
             for row in rows:
                 copy.write_row(row)
-        cur.execute(self.merge_sql.format(stage=self.stage))
-        changed = max(cur.rowcount, 0)
+        changed = self.merge(cur)
         # Emptied now, not only at commit: a retry row by row reuses the table in this transaction.
         cur.execute(f"TRUNCATE {self.stage}")
         return changed
