@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,8 +18,11 @@ from fleetwatch.settings import Settings
 from sink.registry import make_sinks
 from sink.runner import SinkRunner, SinkStats
 from store.db import connect
+from tests.ingest.helpers import wait_for
 
 FLEETWATCH = str(Path(sys.executable).with_name("fleetwatch"))
+
+__all__ = ["wait_for"]  # re-exported: the ingest tests' poller serves here too
 
 
 def fixes(tag: str, vehicles: int, per_vehicle: int, *, start: datetime | None = None) -> list[Fix]:
@@ -109,15 +111,6 @@ class SinkProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
-
-
-def wait_for(predicate: Any, timeout_s: float, what: str, interval_s: float = 0.5) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval_s)
-    raise TimeoutError(f"{what}: not reached within {timeout_s} s")
 
 
 def start_group_at_end(settings: Settings, group: str, topic: str) -> dict[int, int]:

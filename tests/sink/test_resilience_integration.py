@@ -61,6 +61,16 @@ def scratch(database: Settings, unique: str) -> Iterator[tuple[str, str]]:
     delete_topic(database, dlq)
 
 
+def _start(
+    database: Settings, topics: tuple[str, str], to_send: list[Fix], rate_per_s: float, log: Path, group: str
+) -> tuple[SteadyProducer, SinkProcess]:
+    producer = SteadyProducer(database, topics[0], to_send, rate_per_s)
+    sink = SinkProcess(log, {"positions": topics[0]}, group, topics[1], FLEETWATCH_SINK_BATCH_RECORDS="2000")
+    sink.start()
+    producer.start()
+    return producer, sink
+
+
 def _sink_in_transaction(settings: Settings) -> bool:
     # As the sink's own login: pg_stat_activity hides other roles' transaction details.
     with connect(settings, "sink") as conn:
@@ -72,14 +82,9 @@ def _sink_in_transaction(settings: Settings) -> bool:
 def test_kill_9_mid_batch_and_restart_loses_and_doubles_nothing(
     database: Settings, unique: str, scratch: tuple[str, str], tmp_path: Path
 ) -> None:
-    telemetry, dlq = scratch
     to_send = fixes(unique, vehicles=60, per_vehicle=500)  # 30,000 fixes (+6,000 redelivered)
-    producer = SteadyProducer(database, telemetry, to_send, rate_per_s=1500)
-    sink = SinkProcess(tmp_path / "sink.log", {"positions": telemetry}, f"g-{unique}", dlq,
-                       FLEETWATCH_SINK_BATCH_RECORDS="2000")  # fmt: skip
+    producer, sink = _start(database, scratch, to_send, 1500, tmp_path / "sink.log", f"g-{unique}")
     try:
-        sink.start()
-        producer.start()
         wait_for(lambda: position_counts(database, f"d{unique}-")[0] >= 6000, 90, "6,000 positions stored")
         # Kill it while its transaction is open: a batch copied or merged, not yet committed.
         deadline = time.monotonic() + 30
@@ -104,14 +109,9 @@ def test_kill_9_mid_batch_and_restart_loses_and_doubles_nothing(
 def test_postgres_down_for_60_s_pauses_the_sink_and_it_resumes_losing_nothing(
     database: Settings, unique: str, scratch: tuple[str, str], tmp_path: Path
 ) -> None:
-    telemetry, dlq = scratch
     to_send = fixes(unique, vehicles=40, per_vehicle=1000)  # 40,000 fixes over ~80 s
-    producer = SteadyProducer(database, telemetry, to_send, rate_per_s=500)
-    sink = SinkProcess(tmp_path / "sink.log", {"positions": telemetry}, f"g-{unique}", dlq,
-                       FLEETWATCH_SINK_BATCH_RECORDS="2000")  # fmt: skip
+    producer, sink = _start(database, scratch, to_send, 500, tmp_path / "sink.log", f"g-{unique}")
     try:
-        sink.start()
-        producer.start()
         wait_for(lambda: position_counts(database, f"d{unique}-")[0] >= 2000, 60, "2,000 positions stored")
         down(database, services=("postgres",))
         stopped_at = time.monotonic()
