@@ -1,8 +1,10 @@
-"""Alerts (revisioned upserts and retractions) -> alerts, each applied revision -> alert_events.
+"""Alert changes (upserts and retractions) -> alerts; each applied revision -> alert_events.
 
 Detection owns an alert's facts (span, position, details); the managers' workflow owns its
 status (open -> acknowledged -> closed), which a detection update never resets. A retraction
-sets status ``retracted`` and keeps the row; a later revision that re-raises it reopens it.
+sets status ``retracted`` and keeps the row (with the reason and any exempting order); a later
+revision that re-raises it reopens it. Several revisions of one alert inside one batch collapse
+to the newest, which gets the event.
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ from psycopg.types.json import Jsonb
 from fleetwatch import topics
 from fleetwatch.records import ContractError, parse_alert
 from sink.base import Row, StagedSink
-from sink.envelope import open_envelope
+from sink.envelope import check_id, open_envelope
 
 SEVERITIES = ("yellow", "red")
+_FACTS = ("type", "severity", "vehicle_id", "org", "start_at", "end_at", "lat", "lon", "raised_at", "due_at",
+          "details", "trip_id")  # fmt: skip
+_RETRACTION = ("revision", "retract_reason", "retract_order_id")
 
 
 @dataclass
@@ -28,33 +33,36 @@ class AlertsSink(StagedSink):
         ("alert_id", "text"), ("type", "text"), ("severity", "text"), ("vehicle_id", "text"), ("org", "text"),
         ("start_at", "timestamptz"), ("end_at", "timestamptz"), ("lat", "float8"), ("lon", "float8"),
         ("raised_at", "timestamptz"), ("due_at", "timestamptz"), ("details", "jsonb"), ("trip_id", "text"),
-        ("revision", "bigint"), ("retracted", "bool"), ("retract_reason", "text"),
+        ("revision", "bigint"), ("retract_reason", "text"), ("retract_order_id", "text"),
+        ("retracted", "bool"), ("has_record", "bool"), ("kafka_offset", "bigint"),
     )  # fmt: skip
     # One statement: every CTE sees the rows as they were before it, so `before` is the old status.
-    merge_sql = """
+    merge_sql = f"""
         WITH latest AS (
-            SELECT DISTINCT ON (alert_id) * FROM {stage} ORDER BY alert_id, revision DESC
+            SELECT DISTINCT ON (alert_id) * FROM {{stage}} ORDER BY alert_id, revision DESC, kafka_offset DESC
         ), before AS (
             SELECT a.alert_id, a.status FROM alerts a JOIN latest l USING (alert_id)
-        ), applied AS (
-            INSERT INTO alerts (alert_id, type, severity, vehicle_id, org, start_at, end_at, lat, lon,
-                                raised_at, due_at, status, details, trip_id, revision, retract_reason)
-            SELECT alert_id, type, severity, vehicle_id, org, start_at, end_at, lat, lon, raised_at, due_at,
-                   CASE WHEN retracted THEN 'retracted' ELSE 'open' END, details, trip_id, revision,
-                   retract_reason
-            FROM latest
+        ), upserted AS (
+            INSERT INTO alerts (alert_id, {", ".join(_FACTS)}, {", ".join(_RETRACTION)}, status)
+            SELECT alert_id, {", ".join(_FACTS)}, {", ".join(_RETRACTION)},
+                   CASE WHEN retracted THEN 'retracted' ELSE 'open' END
+            FROM latest WHERE has_record
             ON CONFLICT (alert_id) DO UPDATE SET
-                type = EXCLUDED.type, severity = EXCLUDED.severity, vehicle_id = EXCLUDED.vehicle_id,
-                org = EXCLUDED.org, start_at = EXCLUDED.start_at, end_at = EXCLUDED.end_at,
-                lat = EXCLUDED.lat, lon = EXCLUDED.lon, raised_at = EXCLUDED.raised_at,
-                due_at = EXCLUDED.due_at, details = EXCLUDED.details, trip_id = EXCLUDED.trip_id,
-                revision = EXCLUDED.revision, retract_reason = EXCLUDED.retract_reason,
+                {", ".join(f"{c} = EXCLUDED.{c}" for c in (*_FACTS, *_RETRACTION))},
                 status = CASE WHEN EXCLUDED.status = 'retracted' THEN 'retracted'
                               WHEN alerts.status = 'retracted' THEN 'open'
                               ELSE alerts.status END,
                 updated_at = now()
-            WHERE EXCLUDED.revision > alerts.revision
+            WHERE EXCLUDED.revision >= alerts.revision
             RETURNING alert_id, org, status, revision, retract_reason, (xmax = 0) AS inserted
+        ), bare_retractions AS (
+            UPDATE alerts a SET status = 'retracted', revision = l.revision,
+                                retract_reason = l.retract_reason, retract_order_id = l.retract_order_id,
+                                updated_at = now()
+            FROM latest l WHERE NOT l.has_record AND a.alert_id = l.alert_id AND l.revision >= a.revision
+            RETURNING a.alert_id, a.org, a.status, a.revision, a.retract_reason, false AS inserted
+        ), applied AS (
+            SELECT * FROM upserted UNION ALL SELECT * FROM bare_retractions
         )
         INSERT INTO alert_events (alert_id, org, actor, kind, from_status, to_status, reason, revision)
         SELECT a.alert_id, a.org, 'detection',
@@ -68,14 +76,18 @@ class AlertsSink(StagedSink):
     """
 
     def decode(self, record: ConsumerRecord) -> Row:
-        env = open_envelope(record.value)
-        severity = env.body.pop("severity", "yellow")
+        env = open_envelope(record.value, "alert")
+        tail = (env.revision, env.reason, env.order_id, env.retracted, env.record is not None, record.offset)
+        if env.record is None:
+            return (env.id, *([None] * len(_FACTS)), *tail)
+        body = dict(env.record)
+        severity = body.pop("severity", "yellow")
         if severity not in SEVERITIES:
             raise ContractError("bad_value", "severity", severity, f"must be one of: {', '.join(SEVERITIES)}")
-        env.body.pop("due", None)  # derived from raised_at; recomputed by the record
-        alert = parse_alert(env.body)
+        body.pop("due", None)  # derived from raised_at by the record itself
+        alert = parse_alert(body)
+        check_id(env, alert.alert_id)
         return (
             alert.alert_id, alert.type.value, severity, alert.vehicle_id, alert.org, alert.start, alert.end,
-            alert.lat, alert.lon, alert.raised_at, alert.due, Jsonb(alert.details), alert.trip_id,
-            env.revision, env.retracted, env.reason,
+            alert.lat, alert.lon, alert.raised_at, alert.due, Jsonb(alert.details), alert.trip_id, *tail,
         )  # fmt: skip

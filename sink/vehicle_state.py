@@ -1,4 +1,11 @@
-"""Per-vehicle live state (compacted topic) -> vehicle_state, one row per vehicle, newest wins."""
+"""Per-vehicle live state (compacted topic, issue 10's VehicleStatus v1) -> vehicle_state.
+
+One row per vehicle. The topic is keyed by vehicle_id, so one vehicle's states share a
+partition and its offset orders them: the offset is the revision, and an older state (a
+replay) never replaces a newer one. Mirrors `fleetwatch.records.parse_vehicle_status` on branch
+issue-10 (fields v, vehicle_id, org, ts, lat, lon, speed_kmh, acc, status, open_alerts,
+updated_at); once that is merged, it should call it.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from kafka.consumer.fetcher import ConsumerRecord
 
 from fleetwatch import topics
 from fleetwatch.records import ContractError, parse_timestamp
 from sink.base import Row, StagedSink
-from sink.envelope import open_envelope
 
+VERSION = 1
 STATUSES = ("moving", "parked", "offline", "alerting")
 
 
@@ -40,41 +48,45 @@ class VehicleStateSink(StagedSink):
     table = "vehicle_state"
     columns = (
         ("vehicle_id", "text"), ("org", "text"), ("ts", "timestamptz"), ("lat", "float8"), ("lon", "float8"),
-        ("speed_kmh", "float4"), ("heading", "float4"), ("ignition", "bool"), ("status", "text"),
-        ("open_alert_ids", "text[]"), ("revision", "bigint"),
+        ("speed_kmh", "float4"), ("ignition", "bool"), ("status", "text"), ("open_alert_ids", "text[]"),
+        ("computed_at", "timestamptz"), ("revision", "bigint"),
     )  # fmt: skip
     merge_sql = """
-        INSERT INTO vehicle_state (vehicle_id, org, ts, lat, lon, speed_kmh, heading, ignition, status,
-                                   open_alert_ids, revision)
-        SELECT DISTINCT ON (vehicle_id) vehicle_id, org, ts, lat, lon, speed_kmh, heading, ignition, status,
-               open_alert_ids, revision
+        INSERT INTO vehicle_state (vehicle_id, org, ts, lat, lon, speed_kmh, ignition, status, open_alert_ids,
+                                   computed_at, revision)
+        SELECT DISTINCT ON (vehicle_id) vehicle_id, org, ts, lat, lon, speed_kmh, ignition, status,
+               open_alert_ids, computed_at, revision
         FROM {stage} ORDER BY vehicle_id, revision DESC
         ON CONFLICT (vehicle_id) DO UPDATE SET
             org = EXCLUDED.org, ts = EXCLUDED.ts, lat = EXCLUDED.lat, lon = EXCLUDED.lon,
-            speed_kmh = EXCLUDED.speed_kmh, heading = EXCLUDED.heading, ignition = EXCLUDED.ignition,
-            status = EXCLUDED.status, open_alert_ids = EXCLUDED.open_alert_ids,
-            revision = EXCLUDED.revision, updated_at = now()
+            speed_kmh = EXCLUDED.speed_kmh, ignition = EXCLUDED.ignition, status = EXCLUDED.status,
+            open_alert_ids = EXCLUDED.open_alert_ids, computed_at = EXCLUDED.computed_at,
+            revision = EXCLUDED.revision, stored_at = now()
         WHERE EXCLUDED.revision > vehicle_state.revision
     """
 
     def decode(self, record: ConsumerRecord) -> Row:
-        env = open_envelope(record.value)
-        body = env.body
+        if record.value is None:
+            raise ContractError("missing_value", None, None, "record has no value (a tombstone?)")
+        try:
+            body = orjson.loads(record.value)
+        except orjson.JSONDecodeError as exc:
+            raise ContractError("malformed_json", None, record.value[:80], f"not valid JSON: {exc}") from None
+        if not isinstance(body, dict):
+            raise ContractError("malformed_json", None, body, "expected a JSON object")
+        if body.get("v") != VERSION or isinstance(body.get("v"), bool):
+            raise ContractError("unknown_version", "v", body.get("v"), f"this reader speaks v{VERSION}")
         status = _require(body, "status", _is_text, "a string")
         if status not in STATUSES:
             raise ContractError("bad_value", "status", status, f"must be one of: {', '.join(STATUSES)}")
-        open_ids = body.get("open_alert_ids") or []
-        if not isinstance(open_ids, list) or not all(isinstance(i, str) for i in open_ids):
-            raise ContractError("bad_type", "open_alert_ids", open_ids, "expected a list of alert ids")
-        heading = body.get("heading")
-        if heading is not None and not _is_number(heading):
-            raise ContractError("bad_type", "heading", heading, "expected a number")
+        open_alerts = body.get("open_alerts") or []
+        if not isinstance(open_alerts, list) or not all(isinstance(i, str) for i in open_alerts):
+            raise ContractError("bad_type", "open_alerts", open_alerts, "expected a list of alert ids")
         return (
             _require(body, "vehicle_id", _is_text, "a string"), _require(body, "org", _is_text, "a string"),
             parse_timestamp(body.get("ts"), "ts"), float(_require(body, "lat", _is_number, "a number")),
             float(_require(body, "lon", _is_number, "a number")),
             float(_require(body, "speed_kmh", _is_number, "a number")),
-            None if heading is None else float(heading),
-            _require(body, "ignition", lambda v: isinstance(v, bool), "true or false"), status, open_ids,
-            env.revision,
+            _require(body, "acc", lambda v: isinstance(v, bool), "true or false"), status, open_alerts,
+            parse_timestamp(body.get("updated_at"), "updated_at"), record.offset,
         )  # fmt: skip

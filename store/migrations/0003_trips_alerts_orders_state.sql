@@ -61,6 +61,8 @@ CREATE TABLE alerts (
     trip_id         text,
     revision        bigint NOT NULL,
     retract_reason  text,
+    -- The approved dispatch order that exempted it, when that was the reason.
+    retract_order_id text,
     updated_at      timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX alerts_org_raised ON alerts (org, raised_at DESC);
@@ -84,7 +86,8 @@ CREATE TABLE alert_events (
 );
 CREATE INDEX alert_events_alert ON alert_events (alert_id, at);
 
--- The live map's source: one row per vehicle, replaced only by a newer state.
+-- The live map's source: one row per vehicle, replaced only by a newer state (the compacted
+-- topic is keyed by vehicle, so its offset orders one vehicle's states: that is the revision).
 CREATE TABLE vehicle_state (
     vehicle_id      text PRIMARY KEY,
     org             text NOT NULL,
@@ -92,12 +95,13 @@ CREATE TABLE vehicle_state (
     lat             double precision NOT NULL,
     lon             double precision NOT NULL,
     speed_kmh       real NOT NULL,
-    heading         real,
     ignition        boolean NOT NULL,
-    status          text NOT NULL,
+    status          text NOT NULL CHECK (status IN ('moving', 'parked', 'offline', 'alerting')),
     open_alert_ids  text[] NOT NULL DEFAULT '{}',
+    -- When the worker computed this state (its wall clock); stored_at: when the sink wrote it.
+    computed_at     timestamptz NOT NULL,
     revision        bigint NOT NULL,
-    updated_at      timestamptz NOT NULL DEFAULT now()
+    stored_at       timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX vehicle_state_org ON vehicle_state (org);
 

@@ -45,36 +45,47 @@ def test_positions_leave_parsing_to_the_database_but_explain_with_the_contract()
         PositionsSink().decode(record(b"\xff\xfe"))
 
 
+CHANGE = {"v": 1, "kind": "alert", "op": "retract", "id": "a1", "vehicle_id": "V", "revision": 3,
+          "emitted_at": "2026-11-21T10:00:00+08:00", "reason": "exempted", "order_id": "O-1"}  # fmt: skip
+
+
 @pytest.mark.parametrize(
-    ("body", "field", "code"),
+    ("change", "field", "code"),
     [
+        ({"v": 2}, "v", "unknown_version"),
+        ({"kind": "trip"}, "kind", "bad_value"),
         ({"revision": -1}, "revision", "bad_value"),
         ({"revision": True}, "revision", "bad_value"),
-        ({"revision": 1, "op": "delete"}, "op", "bad_value"),
-        ({"revision": 1, "op": "retract", "reason": 5}, "reason", "bad_type"),
+        ({"op": "delete"}, "op", "bad_value"),
+        ({"op": "upsert"}, "record", "missing_field"),
+        ({"reason": 5}, "reason", "bad_type"),
+        ({"emitted_at": "yesterday"}, "emitted_at", "bad_timestamp"),
     ],
 )
-def test_envelope_errors_name_the_field(body: dict[str, Any], field: str, code: str) -> None:
+def test_change_envelope_errors_name_the_field(change: dict[str, Any], field: str, code: str) -> None:
     with pytest.raises(ContractError) as err:
-        open_envelope(orjson.dumps(body))
+        open_envelope(orjson.dumps(CHANGE | change), "alert")
     assert (err.value.field, err.value.code) == (field, code)
 
 
-def test_envelope_splits_revision_op_and_reason_from_the_record() -> None:
-    env = open_envelope(b'{"alert_id": "a", "revision": 3, "op": "retract", "reason": "late order"}')
-    assert (env.body, env.revision, env.retracted, env.reason) == ({"alert_id": "a"}, 3, True, "late order")
+def test_a_bare_retraction_carries_id_revision_reason_and_order() -> None:
+    env = open_envelope(orjson.dumps(CHANGE), "alert")
+    assert (env.id, env.revision, env.retracted, env.record, env.reason, env.order_id) == (
+        "a1", 3, True, None, "exempted", "O-1")  # fmt: skip
 
 
-def test_alert_severity_and_vehicle_state_status_are_checked() -> None:
+def test_alert_severity_and_vehicle_state_fields_are_checked() -> None:
+    upsert = CHANGE | {"op": "upsert", "record": {"alert_id": "a1", "severity": "green"}}
     with pytest.raises(ContractError, match="severity"):
-        AlertsSink().decode(record(b'{"revision": 1, "severity": "green"}'))
-    state = {"revision": 1, "vehicle_id": "V", "org": "js", "ts": "2026-11-21T10:00:00+08:00", "lat": 32.0,
-             "lon": 118.0, "speed_kmh": 0, "ignition": "yes", "status": "parked"}  # fmt: skip
+        AlertsSink().decode(record(orjson.dumps(upsert)))
+    state = {"v": 1, "vehicle_id": "V", "org": "js", "ts": "2026-11-21T10:00:00+08:00", "lat": 32.0,
+             "lon": 118.0, "speed_kmh": 0, "acc": "yes", "status": "parked",
+             "updated_at": "2026-11-21T10:00:05+08:00"}  # fmt: skip
     with pytest.raises(ContractError) as err:
         VehicleStateSink().decode(record(orjson.dumps(state)))
-    assert err.value.field == "ignition"
-    row = VehicleStateSink().decode(record(orjson.dumps(state | {"ignition": False})))
-    assert row[-1] == 1 and row[7] is False and row[6] is None
+    assert err.value.field == "acc"
+    row = VehicleStateSink().decode(record(orjson.dumps(state | {"acc": False}), offset=41))
+    assert row[-1] == 41 and row[6] is False and row[8] == []
 
 
 def test_a_dead_letter_keeps_the_bytes_and_says_when_it_cut_them() -> None:

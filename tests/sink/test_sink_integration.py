@@ -86,11 +86,15 @@ def _alert(unique: str, end: datetime | None, **details: Any) -> Alert:
                      raised_at=start + timedelta(minutes=5), details=details)  # fmt: skip
 
 
-def _envelope(record: dict[str, Any], revision: int, op: str = "upsert", reason: str | None = None) -> bytes:
-    extra: dict[str, Any] = {"revision": revision, "op": op}
-    if reason:
-        extra["reason"] = reason
-    return orjson.dumps(record | extra)
+def _change(kind: str, record: dict[str, Any] | None, revision: int, op: str = "upsert", *,
+            id_: str | None = None, reason: str | None = None, order_id: str | None = None) -> bytes:
+    """A change envelope as the stream workers write it (issue 10's Change v1)."""
+    assert record is not None or id_ is not None
+    change = {"v": 1, "kind": kind, "op": op, "id": id_ or (record or {})[f"{kind}_id"],
+              "vehicle_id": (record or {}).get("vehicle_id", "V"), "revision": revision,
+              "emitted_at": datetime.now(UTC).isoformat(), "record": record, "reason": reason,
+              "order_id": order_id}  # fmt: skip
+    return orjson.dumps({k: v for k, v in change.items() if v is not None})
 
 
 def test_alerts_keep_the_newest_revision_retractions_stay_marked_and_events_record_each_change(
@@ -109,7 +113,7 @@ def test_alerts_keep_the_newest_revision_retractions_stay_marked_and_events_reco
         return query(database, "SELECT status, end_at, revision, details->>'minutes' FROM alerts "
                      "WHERE alert_id = %s", (open_.alert_id,))[0]  # fmt: skip
 
-    produce(database, alerts, [(key, _envelope(open_.to_dict(), 1))])
+    produce(database, alerts, [(key, _change("alert", open_.to_dict(), 1))])
     sink_once()
     assert row() == ("open", None, 1, "5")
     # A manager acknowledges it; detection then extends it (rev 3) and a stale rev 2 arrives late.
@@ -118,14 +122,19 @@ def test_alerts_keep_the_newest_revision_retractions_stay_marked_and_events_reco
         conn.execute("INSERT INTO alert_events (alert_id, org, actor, kind, from_status, to_status) "
                      "VALUES (%s, 'js.nj', 'manager-1', 'acknowledged', 'open', 'acknowledged')",
                      (open_.alert_id,))  # fmt: skip
-    produce(database, alerts, [(key, _envelope(ended.to_dict(), 3))])
+    produce(database, alerts, [(key, _change("alert", ended.to_dict(), 3))])
     sink_once()
-    produce(database, alerts, [(key, _envelope(open_.to_dict(), 2))])
+    produce(database, alerts, [(key, _change("alert", open_.to_dict(), 2))])
     sink_once()
     assert row() == ("acknowledged", ended.end, 3, "40")  # workflow status kept, stale rev ignored
-    produce(database, alerts, [(key, _envelope(ended.to_dict(), 4, "retract", "exempted by order O-1"))])
+    # A late order exempts it: the retraction carries only the id, the reason and the order.
+    retraction = _change("alert", None, 4, "retract", id_=open_.alert_id, reason="exempted", order_id="O-1")
+    produce(database, alerts, [(key, retraction)])
     sink_once()
     assert row() == ("retracted", ended.end, 4, "40")
+    assert query(database, "SELECT retract_order_id FROM alerts WHERE alert_id = %s", (open_.alert_id,)) == [
+        ("O-1",)
+    ]
 
     events = query(database, "SELECT actor, kind, from_status, to_status, reason, revision FROM alert_events "
                    "WHERE alert_id = %s ORDER BY event_id", (open_.alert_id,))  # fmt: skip
@@ -133,7 +142,7 @@ def test_alerts_keep_the_newest_revision_retractions_stay_marked_and_events_reco
         ("detection", "raised", None, "open", None, 1),
         ("manager-1", "acknowledged", "open", "acknowledged", None, None),
         ("detection", "updated", "acknowledged", "acknowledged", None, 3),
-        ("detection", "retracted", "acknowledged", "retracted", "exempted by order O-1", 4),
+        ("detection", "retracted", "acknowledged", "retracted", "exempted", 4),
     ]
     # Replaying the whole topic from the start adds nothing.
     run_sink(database, {"alerts": alerts}, f"g2-{unique}", dlq=dlq, idle_exit_s=2)
@@ -155,17 +164,20 @@ def test_orders_trips_and_vehicle_state_take_the_latest_version(
             "start": t0.isoformat(), "end": (t0 + timedelta(minutes=30)).isoformat(), "start_lat": 32.0,
             "start_lon": 118.7, "end_lat": 32.1, "end_lon": 118.8, "distance_m": 12000.0,
             "max_speed_kmh": 70.0, "fix_count": 180}  # fmt: skip
-    state = {"vehicle_id": order.vehicle_id, "org": "js.nj", "ts": t0.isoformat(), "lat": 32.0, "lon": 118.7,
-             "speed_kmh": 0.0, "heading": 0, "ignition": False, "status": "parked", "open_alert_ids": []}
+    state = {"v": 1, "vehicle_id": order.vehicle_id, "org": "js.nj", "ts": t0.isoformat(), "lat": 32.0,
+             "lon": 118.7, "speed_kmh": 0.0, "acc": False, "status": "parked", "open_alerts": [],
+             "updated_at": t0.isoformat()}  # fmt: skip
     key = order.vehicle_id.encode()
     produce(database, orders, [(order.order_id.encode(), order.to_json()),
                                (order.order_id.encode(), cancelled.to_json())])  # fmt: skip
-    produce(database, trips, [(key, _envelope(trip, 2)), (key, _envelope(trip | {"fix_count": 1}, 1)),
-                              (key, _envelope(trip, 3, "retract", "late fixes split it"))])  # fmt: skip
+    stale = trip | {"fix_count": 1}
+    produce(database, trips, [(key, _change("trip", trip, 2)), (key, _change("trip", stale, 1)),
+                              (key, _change("trip", trip, 3, "retract", reason="late_fix"))])  # fmt: skip
     moving = state | {"ts": (t0 + timedelta(minutes=5)).isoformat(), "status": "moving", "speed_kmh": 50.0,
-                      "ignition": True, "open_alert_ids": ["a1"]}  # fmt: skip
-    produce(database, states, [(key, _envelope(moving, 7)), (key, _envelope(state, 6)),
-                               (key, _envelope(state | {"status": "flying"}, 8))])  # fmt: skip
+                      "acc": True, "open_alerts": ["a1"]}  # fmt: skip
+    # Offsets order one vehicle's states: the last one written is the newest.
+    produce(database, states, [(key, orjson.dumps(state)), (key, orjson.dumps(moving)),
+                               (key, orjson.dumps(state | {"status": "flying"}))])  # fmt: skip
 
     stats = run_sink(database, {"orders": orders, "trips": trips, "vehicle_state": states},
                      f"g-{unique}", dlq=dlq)  # fmt: skip
@@ -175,7 +187,12 @@ def test_orders_trips_and_vehicle_state_take_the_latest_version(
 
     assert one("SELECT status FROM orders WHERE order_id = %s", order.order_id) == [("cancelled",)]
     assert one("SELECT fix_count, retracted, retract_reason, revision FROM trips WHERE trip_id = %s",
-               trip["trip_id"]) == [(180, True, "late fixes split it", 3)]  # fmt: skip
+               trip["trip_id"]) == [(180, True, "late_fix", 3)]  # fmt: skip
     assert one("SELECT status, open_alert_ids, revision FROM vehicle_state WHERE vehicle_id = %s",
-               order.vehicle_id) == [("moving", ["a1"], 7)]  # fmt: skip
+               order.vehicle_id) == [("moving", ["a1"], 1)]  # offset 1  # fmt: skip
     assert stats.dead_lettered == 1 and stats.rejected == {"bad_value": 1}  # status 'flying'
+    # A replay from the start (a new group) leaves every table as it is.
+    again = run_sink(database, {"orders": orders, "trips": trips, "vehicle_state": states},
+                     f"g2-{unique}", dlq=dlq)  # fmt: skip
+    assert again.changed["vehicle_state"] == 0 and again.changed["orders"] == 0
+    assert one("SELECT status FROM vehicle_state WHERE vehicle_id = %s", order.vehicle_id) == [("moving",)]
