@@ -89,27 +89,32 @@ def _bring_postgres_back(database: Settings, timeout_s: float = 90.0) -> None:
             time.sleep(3)
 
 
-def _sink_in_transaction(settings: Settings) -> bool:
+def _kill_inside_a_transaction(database: Settings, sink: SinkProcess, timeout_s: float = 60.0) -> bool:
+    """SIGKILL the sink the moment its database session has a transaction open (a batch copied
+    or merged, not committed); True if it was caught that way, False if the time ran out."""
     # As the sink's own login: pg_stat_activity hides other roles' transaction details.
-    with connect(settings, "sink") as conn:
-        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'fleetwatch-sink' "
-                           "AND xact_start IS NOT NULL AND pid <> pg_backend_pid()").fetchone()  # fmt: skip
-    return row is not None and int(str(row[0])) > 0
+    probe = ("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'fleetwatch-sink' "
+             "AND xact_start IS NOT NULL AND pid <> pg_backend_pid()")  # fmt: skip
+    with connect(database, "sink", autocommit=True) as conn:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            row = conn.execute(probe).fetchone()
+            if row is not None and int(str(row[0])) > 0:
+                sink.kill9()
+                return True
+            time.sleep(0.001)
+    sink.kill9()
+    return False
 
 
 def test_kill_9_mid_batch_and_restart_loses_and_doubles_nothing(
     database: Settings, unique: str, scratch: tuple[str, str], tmp_path: Path
 ) -> None:
-    to_send = fixes(unique, vehicles=60, per_vehicle=500)  # 30,000 fixes (+6,000 redelivered)
-    producer, sink = _start(database, scratch, to_send, 1500, tmp_path / "sink.log", f"g-{unique}")
+    to_send = fixes(unique, vehicles=60, per_vehicle=500)  # 30,000 fixes (+6,000 redelivered) over ~30 s
+    producer, sink = _start(database, scratch, to_send, 1000, tmp_path / "sink.log", f"g-{unique}")
     try:
-        wait_for(lambda: position_counts(database, f"d{unique}-")[0] >= 6000, 90, "6,000 positions stored")
-        # Kill it while its transaction is open: a batch copied or merged, not yet committed.
-        deadline = time.monotonic() + 30
-        while not _sink_in_transaction(database) and time.monotonic() < deadline:
-            time.sleep(0.002)
-        in_transaction = _sink_in_transaction(database)
-        sink.kill9()
+        wait_for(lambda: position_counts(database, f"d{unique}-")[0] >= 3000, 90, "3,000 positions stored")
+        in_transaction = _kill_inside_a_transaction(database, sink)
         at_kill = position_counts(database, f"d{unique}-")[0]
         sink.start()
         producer.finish(120)
