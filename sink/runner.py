@@ -10,7 +10,8 @@ Order of effects per batch, which is what makes it at-least-once with idempotent
 4. commit the consumer offsets.
 A crash anywhere before 4 re-reads the batch; writes and dead letters are then repeated, never lost.
 While the database is unreachable (or refuses for a reason that is not about a record, e.g. a
-missing table) the loop holds its batch, stops consuming and retries with backoff.
+missing table) the loop holds its batches (at most two: the one being written and the next,
+already decoded), stops consuming and retries with backoff.
 """
 
 from __future__ import annotations
@@ -94,6 +95,8 @@ class _Batch:
 
 
 class SinkRunner:
+    """Runs a set of table sinks as one consumer-group member (see the module docstring)."""
+
     def __init__(
         self,
         settings: Settings,
