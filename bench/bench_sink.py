@@ -7,7 +7,7 @@ the baseline is `psql \\copy` of a CSV of the same rows (different device ids, s
 conflicts with the other), with no validation and no delivery guarantee. For scale, the sink's
 own consumer (aiokafka) draining the same topic with nothing else to do is timed too.
 
-    .venv/bin/python bench/bench_sink.py [--fixes 100000] [--rounds 3] [--batch 5000]
+    .venv/bin/python bench/bench_sink.py [--fixes 100000] [--rounds 3] [--batch 20000]
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def main() -> None:
     )
     parser.add_argument("--fixes", type=int, default=100_000)
     parser.add_argument("--vehicles", type=int, default=200)
-    parser.add_argument("--batch", type=int, default=5000, help="sink batch size (records)")
+    parser.add_argument("--batch", type=int, default=20_000, help="sink batch size (records)")
     parser.add_argument("--rounds", type=int, default=3, help="baseline/sink pairs (median ratio)")
     args = parser.parse_args()
     settings = Settings(sink_batch_records=args.batch)

@@ -58,8 +58,9 @@ class Settings(BaseSettings):
 
     # --- sink (Kafka -> TimescaleDB) -------------------------------------------------------
     sink_group: str = "fleetwatch-sink"
-    #: A batch is written when it holds this many records or has waited this long.
-    sink_batch_records: int = 5000
+    #: A batch is written when it holds this many records or has waited this long. 20,000 against
+    #: 5,000: median 0.46 against 0.32 of `psql \copy`'s rate in bench/bench_sink.py (same run).
+    sink_batch_records: int = 20_000
     sink_batch_wait_ms: int = 500
     #: Longest pause between reconnection attempts while the database is away.
     sink_retry_max_seconds: float = 5.0

@@ -115,6 +115,6 @@ class StagedSink:
             for row in rows:
                 copy.write_row(row)
         changed = self.merge(cur)
-        # Emptied now, not only at commit: a retry row by row reuses the table in this transaction.
+        # Emptied now, not only at commit: a retry in parts reuses the table in this transaction.
         cur.execute(f"TRUNCATE {self.stage}")
         return changed
