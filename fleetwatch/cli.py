@@ -20,6 +20,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ingest.cli",  # fleetwatch ingest
     "streams.cli",  # fleetwatch detect / score
     "streams.worker.cli",  # fleetwatch worker, fleetwatch orders add
+    "store.cli",  # fleetwatch db migrate|status|maintain|account|import-registry
+    "sink.cli",  # fleetwatch sink
 )
 
 

@@ -24,3 +24,16 @@ def stack() -> Iterator[Settings]:
 def unique() -> str:
     """A random suffix for per-test topic, group and table names."""
     return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="session")
+def database(stack: Settings) -> Settings:
+    """The stack's database, migrated, with the sink and dashboards logins provisioned."""
+    from store.db import connect
+    from store.migrate import migrate
+    from store.roles import ensure_service_logins
+
+    with connect(stack) as conn:
+        migrate(conn)
+        ensure_service_logins(conn, stack)
+    return stack

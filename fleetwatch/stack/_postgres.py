@@ -233,7 +233,8 @@ def bootstrap_sql(user: str, password: str, database: str) -> tuple[str, str]:
     server = (
         f"SELECT 'CREATE ROLE {_ident(user)} LOGIN' WHERE NOT EXISTS "
         f"(SELECT 1 FROM pg_roles WHERE rolname = {_literal(user)}) \\gexec\n"
-        f"ALTER ROLE {_ident(user)} WITH LOGIN PASSWORD {_literal(password)};\n"
+        # CREATEROLE: `fleetwatch db migrate` creates the sink, dashboard and per-org roles.
+        f"ALTER ROLE {_ident(user)} WITH LOGIN CREATEROLE PASSWORD {_literal(password)};\n"
         f"SELECT 'CREATE DATABASE {_ident(database)} OWNER {_ident(user)}' WHERE NOT EXISTS "
         f"(SELECT 1 FROM pg_database WHERE datname = {_literal(database)}) \\gexec\n"
     )

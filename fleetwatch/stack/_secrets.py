@@ -13,6 +13,8 @@ SECRET_NAMES: tuple[str, ...] = (
     "mqtt_notifier_password",
     "mqtt_admin_password",
     "pg_password",
+    "pg_sink_password",
+    "pg_dashboards_password",
 )
 
 

@@ -1,0 +1,159 @@
+"""Test-side tools for the sink: fixes, producing to scratch topics, running the sink, counting rows."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from fleetwatch.kafka_io import create_topic, make_producer
+from fleetwatch.records import Fix
+from fleetwatch.settings import Settings
+from sink.registry import make_sinks
+from sink.runner import SinkRunner, SinkStats
+from store.db import connect
+from tests.ingest.helpers import wait_for
+
+FLEETWATCH = str(Path(sys.executable).with_name("fleetwatch"))
+
+__all__ = ["wait_for"]  # re-exported: the ingest tests' poller serves here too
+
+
+def fixes(tag: str, vehicles: int, per_vehicle: int, *, start: datetime | None = None) -> list[Fix]:
+    """``vehicles`` x ``per_vehicle`` valid fixes of devices named after ``tag``, 10 s apart."""
+    t0 = start or datetime.now(UTC) - timedelta(hours=6)
+    return [
+        Fix(device_id=f"d{tag}-{v}", vehicle_id=f"V{tag[:6]}{v:03d}", ts=t0 + timedelta(seconds=10 * i),
+            lat=32.0 + i * 1e-5, lon=118.7 + v * 1e-3, speed_kmh=40.0, heading=90.0, acc=True, seq=i)
+        for v in range(vehicles) for i in range(per_vehicle)
+    ]  # fmt: skip
+
+
+def scratch_topic(settings: Settings, name: str, partitions: int = 3) -> str:
+    create_topic(settings, name, partitions)
+    return name
+
+
+def produce(settings: Settings, topic: str, records: Iterable[tuple[bytes | None, bytes]]) -> int:
+    producer = make_producer(settings, client_id="fw-test-sink-producer")
+    count = 0
+    try:
+        for key, value in records:
+            producer.send(topic, key=key, value=value)
+            count += 1
+        producer.flush(60)
+    finally:
+        producer.close(10)
+    return count
+
+
+def run_sink(
+    settings: Settings, overrides: dict[str, str], group: str, *, dlq: str, idle_exit_s: float = 3.0
+) -> SinkStats:
+    """The sink in this process over ``overrides`` (table -> topic) until idle."""
+    runner = SinkRunner(settings, make_sinks(list(overrides), overrides), group=group, dlq_topic=dlq,
+                        stop=threading.Event())  # fmt: skip
+    return runner.run(idle_exit_s=idle_exit_s, progress_every_s=0)
+
+
+def query(settings: Settings, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    with connect(settings) as conn:
+        return conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
+
+
+def position_counts(settings: Settings, device_prefix: str) -> tuple[int, int]:
+    """(rows, distinct (device_id, seq, ts)) of positions whose device starts with the prefix."""
+    rows = query(
+        settings,
+        "SELECT count(*), count(DISTINCT (device_id, seq, ts)) FROM positions WHERE device_id LIKE %s",
+        (device_prefix + "%",),
+    )
+    return int(rows[0][0]), int(rows[0][1])
+
+
+class SinkProcess:
+    """`fleetwatch sink` as a child process, so a test can SIGKILL it."""
+
+    def __init__(self, log: Path, overrides: dict[str, str], group: str, dlq: str, **env: str) -> None:
+        self.log = log
+        self.argv = [FLEETWATCH, "sink", "--group", group, "--dlq-topic", dlq, "--log-interval", "2"]
+        for table, topic in overrides.items():
+            self.argv += ["--table", table, "--topic", f"{table}={topic}"]
+        self.env = {**os.environ, "COLUMNS": "200", **env}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, *extra: str) -> SinkProcess:
+        with self.log.open("ab") as fh:
+            argv = [*self.argv, *extra]
+            self.proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=self.env)
+        return self
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def wait(self, timeout_s: float) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout_s)
+
+    def ensure_stopped(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def start_group_at_end(settings: Settings, group: str, topic: str) -> dict[int, int]:
+    """Commit ``group``'s offsets at the topic's current end, so a sink in that group only sees what
+    comes next (the shared telemetry topic holds other tests' fixes)."""
+    from kafka import TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
+    from fleetwatch.kafka_io import make_consumer
+
+    consumer = make_consumer(settings, group_id=group)
+    try:
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(parts)
+        ends = consumer.end_offsets(parts)
+        consumer.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in ends.items()})
+    finally:
+        consumer.close(autocommit=False)
+    return {tp.partition: off for tp, off in ends.items()}
+
+
+class SinkThread:
+    """The sink running in this process until stopped (for tests that watch it work live)."""
+
+    def __init__(self, settings: Settings, overrides: dict[str, str], group: str, dlq: str) -> None:
+        self.stop_event = threading.Event()
+        self.runner = SinkRunner(settings, make_sinks(list(overrides), overrides), group=group, dlq_topic=dlq,
+                                 stop=self.stop_event)  # fmt: skip
+        self.thread = threading.Thread(target=self._run, name="sink", daemon=True)
+        self.error: BaseException | None = None
+
+    def _run(self) -> None:
+        try:
+            self.runner.run(progress_every_s=0)
+        except BaseException as exc:
+            self.error = exc
+
+    def __enter__(self) -> SinkThread:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_event.set()
+        self.thread.join(60)
+        if self.error is not None:
+            raise self.error
