@@ -62,7 +62,8 @@ class Notice:
     def html(self) -> str:
         colour = "#d93025" if self.severity == "red" else "#e0a800"
         rows = "".join(
-            f"<tr><th align='left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in self.facts()
+            f"<tr><th align='left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+            for k, v in self.facts()
         )
         return (
             f"<html><body><h3 style='color:{colour}'>{html.escape(self.title)}</h3>"
@@ -71,5 +72,10 @@ class Notice:
 
     def document(self) -> dict[str, Any]:
         """The JSON a webhook or the MQTT app receives."""
-        return {"v": 1, "delivery_id": self.delivery_id, "route": self.route, "purpose": self.purpose,
-                "alert": self.payload}  # fmt: skip
+        return {
+            "v": 1,
+            "delivery_id": self.delivery_id,
+            "route": self.route,
+            "purpose": self.purpose,
+            "alert": self.payload,
+        }

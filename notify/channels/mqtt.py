@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from fleetwatch.settings import Settings
 from notify.channels import DeliveryError
@@ -27,8 +28,9 @@ class MqttChannel:
             return self._client
         self.close()
         s = self.settings
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"fw-notify-{self.spec.name}",
-                             protocol=mqtt.MQTTv5)  # fmt: skip
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"fw-notify-{self.spec.name}", protocol=mqtt.MQTTv5
+        )
         client.username_pw_set(s.mqtt_notifier_user, s.secret("mqtt_notifier_password"))
         try:
             client.connect(s.mqtt_host, s.mqtt_port, keepalive=30)

@@ -17,9 +17,10 @@ CREATE TABLE notify_deliveries (
     severity         text NOT NULL CHECK (severity IN ('yellow', 'red')),
     payload          jsonb NOT NULL,
     -- pending: send when next_attempt_at comes; held: inside the route's quiet hours until
-    -- next_attempt_at; sent; failed: gave up after max attempts.
+    -- next_attempt_at; sent; failed: gave up after max attempts; cancelled: the alert was
+    -- retracted before this message went out.
     status           text NOT NULL DEFAULT 'pending'
-                     CHECK (status IN ('pending', 'held', 'sent', 'failed')),
+                     CHECK (status IN ('pending', 'held', 'sent', 'failed', 'cancelled')),
     attempts         integer NOT NULL DEFAULT 0,
     last_error       text,
     created_at       timestamptz NOT NULL DEFAULT now(),
