@@ -109,10 +109,11 @@ class Notifier:
             while not stop.is_set():
                 batches = consumer.poll(timeout_ms=500, max_records=1000)
                 records = [r for rs in batches.values() for r in rs]
+                if records or not consumer.assignment():  # idle only counts once partitions are ours
+                    last_activity = time.monotonic()
                 if records:
                     self.take(conn, records)
                     consumer.commit()
-                    last_activity = time.monotonic()
                 if time.monotonic() >= next_escalation:
                     if self.escalate(conn):
                         last_activity = time.monotonic()
