@@ -146,6 +146,12 @@ def svg_map(v: VehicleEvidence, req: Request) -> str:
             f'<path class="track" d="{_path(proj, points)}" fill="none" stroke="#1a73e8" '
             f'stroke-width="2" data-points="{len(points)}"/>'
         )
+    for i, stop in enumerate(v.stops, 1):
+        x, y = proj(stop.lat, stop.lon)
+        parts.append(
+            f'<g class="stop"><rect x="{x - 6}" y="{y - 6}" width="12" height="12" fill="#fff" '
+            f'stroke="#202124"/><text x="{x + 9}" y="{y + 4}" font-size="12">S{i}</text></g>'
+        )
     for alert in v.alerts:
         colour = SEVERITY_COLOUR.get(str(alert["severity"]), "#e0a800")
         span = [(p.lat, p.lon) for p in v.track if _in_span(p, alert)]
@@ -156,14 +162,8 @@ def svg_map(v: VehicleEvidence, req: Request) -> str:
             )
         x, y = proj(float(alert["lat"]), float(alert["lon"]))
         parts.append(
-            f'<circle class="alert" cx="{x}" cy="{y}" r="7" fill="{colour}" stroke="#202124">'
+            f'<circle class="alert" cx="{x}" cy="{y}" r="9" fill="{colour}" fill-opacity="0.85" stroke="#202124">'
             f"<title>{html.escape(str(alert['type']))} ({alert['severity']})</title></circle>"
-        )
-    for i, stop in enumerate(v.stops, 1):
-        x, y = proj(stop.lat, stop.lon)
-        parts.append(
-            f'<g class="stop"><rect x="{x - 6}" y="{y - 6}" width="12" height="12" fill="#fff" '
-            f'stroke="#202124"/><text x="{x + 9}" y="{y + 4}" font-size="12">S{i}</text></g>'
         )
     if v.track:
         for point, label in ((v.track[0], "start"), (v.track[-1], "end")):
@@ -233,7 +233,7 @@ def svg_timeline(v: VehicleEvidence, req: Request) -> str:
     for i in range(5):
         ts = req.start + (req.end - req.start) * i / 4
         parts.append(
-            f'<text x="{x(ts)}" y="140" font-size="10" text-anchor="middle">'
+            f'<text x="{x(ts)}" y="140" font-size="10" text-anchor="{("start", "middle", "middle", "middle", "end")[i]}">'
             f"{ts.astimezone(tz).strftime('%m-%d %H:%M')}</text>"
         )
     parts.append("</svg>")
