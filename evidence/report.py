@@ -162,7 +162,8 @@ def svg_map(v: VehicleEvidence, req: Request) -> str:
             )
         x, y = proj(float(alert["lat"]), float(alert["lon"]))
         parts.append(
-            f'<circle class="alert" cx="{x}" cy="{y}" r="9" fill="{colour}" fill-opacity="0.85" stroke="#202124">'
+            f'<circle class="alert" cx="{x}" cy="{y}" r="9" fill="{colour}" fill-opacity="0.85" '
+            f'stroke="#202124">'
             f"<title>{html.escape(str(alert['type']))} ({alert['severity']})</title></circle>"
         )
     if v.track:
@@ -230,10 +231,10 @@ def svg_timeline(v: VehicleEvidence, req: Request) -> str:
                 f"<title>{html.escape(label)}</title></rect>"
             )
     tz = ZoneInfo(req.timezone)
-    for i in range(5):
+    for i, anchor in enumerate(("start", "middle", "middle", "middle", "end")):
         ts = req.start + (req.end - req.start) * i / 4
         parts.append(
-            f'<text x="{x(ts)}" y="140" font-size="10" text-anchor="{("start", "middle", "middle", "middle", "end")[i]}">'
+            f'<text x="{x(ts)}" y="140" font-size="10" text-anchor="{anchor}">'
             f"{ts.astimezone(tz).strftime('%m-%d %H:%M')}</text>"
         )
     parts.append("</svg>")

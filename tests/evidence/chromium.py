@@ -15,19 +15,27 @@ import pytest
 _CONSOLE = re.compile(r":CONSOLE:?\(?\d*\)?\] (.*)")
 
 
+def _has_cjk_font() -> bool:
+    listed = subprocess.run(["fc-list", ":lang=zh"], capture_output=True, text=True)
+    return bool(listed.stdout.strip())
+
+
 def chromium_binary() -> str:
-    """The chromium binary; installs Debian's package once if it is missing and we are root."""
+    """The chromium binary; installs Debian's package (and a CJK font, or plates render as boxes)
+    once if missing and we are root."""
+    missing = [pkg for pkg, present in (("chromium", shutil.which("chromium")),
+                                        ("fonts-wqy-microhei", shutil.which("fc-list") and _has_cjk_font()))
+               if not present]  # fmt: skip
+    if missing:
+        if os.geteuid() != 0:
+            pytest.fail(f"missing Debian packages {missing} (apt-get install {' '.join(missing)}); not root")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        result = subprocess.run(["apt-get", "install", "-y", "-q", *missing], capture_output=True, text=True,
+                                env=env, timeout=900)  # fmt: skip
+        if result.returncode != 0:
+            pytest.fail(f"installing {missing} failed: {result.stderr[-2000:]}")
     found = shutil.which("chromium")
-    if found:
-        return found
-    if os.geteuid() != 0:
-        pytest.fail("Debian's `chromium` is not installed (apt-get install chromium) and we are not root")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    result = subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], capture_output=True, text=True,
-                            env=env, timeout=900)  # fmt: skip
-    found = shutil.which("chromium")
-    if not found:
-        pytest.fail(f"installing chromium failed: {result.stderr[-2000:]}")
+    assert found is not None
     return found
 
 
