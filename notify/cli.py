@@ -58,8 +58,19 @@ def run_cmd(
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     console.print(f"notify: {len(routing.routes)} route(s), {len(routing.channels)} channel(s)")
-    with owner_connection(settings) as conn:
-        stats = Notifier(settings, routing).run(conn, stop=stop, idle_exit_s=idle_exit)
+    notifier = Notifier(settings, routing)
+    while True:
+        try:
+            with cast("psycopg.Connection[tuple[Any, ...]]", connect(settings)) as conn:
+                stats = notifier.run(conn, stop=stop, idle_exit_s=idle_exit)
+            break
+        except psycopg.OperationalError as exc:
+            # The database went away: nothing was committed to Kafka past the last stored rows, so
+            # starting over re-reads what was in flight and the delivery log drops the repeats.
+            console.print(f"[yellow]database unavailable ({exc}); retrying in 5 s[/]")
+            if stop.wait(5.0):
+                stats = notifier.stats
+                break
     table = Table(title="notify")
     for name in ("records", "refused", "queued", "sent", "retried", "failed", "escalated"):
         table.add_column(name, justify="right")
