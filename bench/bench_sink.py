@@ -4,8 +4,8 @@ Both sides write N fixes into the same `positions` hypertable (same indexes, sam
 same run: the sink consumes them from a scratch topic (decode + contract check, binary COPY into
 staging, INSERT ... ON CONFLICT with the registry join, offsets committed after each batch);
 the baseline is `psql \\copy` of a CSV of the same rows (different device ids, so neither side
-conflicts with the other), with no validation and no delivery guarantee. For scale, a bare
-kafka-python consume loop over the same topic is timed too.
+conflicts with the other), with no validation and no delivery guarantee. For scale, the sink's
+own consumer (aiokafka) draining the same topic with nothing else to do is timed too.
 
     .venv/bin/python bench/bench_sink.py [--fixes 100000] [--rounds 3] [--batch 5000]
 """
@@ -27,10 +27,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from fleetwatch.kafka_io import create_topic, delete_topic, make_consumer, make_producer
+from fleetwatch.kafka_io import create_topic, delete_topic, make_producer
 from fleetwatch.records import Fix
 from fleetwatch.settings import Settings
 from fleetwatch.stack import ensure_up
+from sink.consumer import BlockingConsumer
 from sink.registry import make_sinks
 from sink.runner import SinkRunner
 from store.db import connect
@@ -88,23 +89,21 @@ def time_sink(settings: Settings, topic: str, group: str, dlq: str) -> tuple[flo
     return stats.records_per_s, stats.changed["positions"]
 
 
-def time_bare_consume(settings: Settings, topic: str, n: int) -> float:
-    consumer = make_consumer(settings, group_id=None, max_poll_records=5000)
-    from kafka import TopicPartition
-
-    parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-    consumer.assign(parts)
-    consumer.seek_to_beginning()
+def time_bare_consume(settings: Settings, topic: str, n: int, group: str) -> float:
+    """The sink's own consumer (aiokafka) draining the topic with nothing else to do: its ceiling."""
+    consumer = BlockingConsumer(settings, group_id=group, topics=(topic,), client_id="bench-sink-bare",
+                                max_poll_interval_ms=300_000)  # fmt: skip
     seen = 0
     started: float | None = None
-    while seen < n:
-        batch = consumer.poll(timeout_ms=1000)
-        if batch and started is None:
-            started = time.monotonic()
-        seen += sum(len(r) for r in batch.values())
-    took = time.monotonic() - (started or time.monotonic())
-    consumer.close()
-    return n / took
+    try:
+        while seen < n:
+            batch = consumer.poll(timeout_ms=1000, max_records=5000)
+            if batch and started is None:
+                started = time.monotonic()
+            seen += sum(len(r) for r in batch.values())
+    finally:
+        consumer.close()
+    return n / (time.monotonic() - (started or time.monotonic()))
 
 
 def count(settings: Settings, prefix: str) -> int:
@@ -149,8 +148,8 @@ def main() -> None:
                     copy_s = time_psql_copy(settings, copy_fixes, Path(tmp))
                 with console.status(f"round {round_ + 1}: fleetwatch sink"):
                     sink_rate, stored = time_sink(settings, topic, f"bench-sink-{tag}-{round_}", dlq)
-                with console.status(f"round {round_ + 1}: bare kafka-python consume"):
-                    consume_rate = time_bare_consume(settings, topic, n)
+                with console.status(f"round {round_ + 1}: bare consume"):
+                    consume_rate = time_bare_consume(settings, topic, n, f"bench-sink-bare-{tag}-{round_}")
             finally:
                 delete_topic(settings, topic)
             stored_copy = count(settings, f"bc{tag}{round_}")

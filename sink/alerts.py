@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kafka.consumer.fetcher import ConsumerRecord
 from psycopg.types.json import Jsonb
 
 from fleetwatch import topics
 from fleetwatch.records import ContractError, parse_alert
-from sink.base import Row, StagedSink
+from sink.base import Record, Row, StagedSink, value_of
 from sink.envelope import check_id, open_envelope
 
 SEVERITIES = ("yellow", "red")
@@ -75,8 +74,8 @@ class AlertsSink(StagedSink):
         ON CONFLICT ON CONSTRAINT alert_events_revision DO NOTHING
     """
 
-    def decode(self, record: ConsumerRecord) -> Row:
-        env = open_envelope(record.value, "alert")
+    def decode(self, record: Record) -> Row:
+        env = open_envelope(value_of(record), "alert")
         tail = (env.revision, env.reason, env.order_id, env.retracted, env.record is not None, record.offset)
         if env.record is None:
             return (env.id, *([None] * len(_FACTS)), *tail)

@@ -8,9 +8,32 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol
 
 import psycopg
-from kafka.consumer.fetcher import ConsumerRecord
+
+from fleetwatch.records import ContractError
 
 Row = tuple[Any, ...]
+
+
+class Record(Protocol):
+    """A consumed Kafka record (aiokafka's and kafka-python's both fit)."""
+
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def partition(self) -> int: ...
+
+    @property
+    def offset(self) -> int: ...
+
+    @property
+    def timestamp(self) -> int: ...
+
+    @property
+    def key(self) -> bytes | None: ...
+
+    @property
+    def value(self) -> bytes | None: ...
 
 
 class TableSink(Protocol):
@@ -31,14 +54,21 @@ class TableSink(Protocol):
     @property
     def table(self) -> str: ...
 
-    def decode(self, record: ConsumerRecord) -> Row: ...
+    def decode(self, record: Record) -> Row: ...
 
     def write(self, cur: psycopg.Cursor[Any], rows: Sequence[Row]) -> int: ...
 
-    def check(self, record: ConsumerRecord) -> None: ...
+    def check(self, record: Record) -> None: ...
 
 
-def record_time(record: ConsumerRecord) -> datetime:
+def value_of(record: Record) -> bytes:
+    """The record's bytes; a tombstone (no value) is a contract failure, not a crash."""
+    if record.value is None:
+        raise ContractError("missing_value", None, None, "record has no value (a tombstone?)")
+    return record.value
+
+
+def record_time(record: Record) -> datetime:
     """The Kafka record's timestamp (when the producer wrote it) as an aware datetime."""
     return datetime.fromtimestamp(record.timestamp / 1000.0, UTC)
 
@@ -56,10 +86,10 @@ class StagedSink:
     columns: ClassVar[tuple[tuple[str, str], ...]]
     merge_sql: ClassVar[str]
 
-    def decode(self, record: ConsumerRecord) -> Row:
+    def decode(self, record: Record) -> Row:
         raise NotImplementedError
 
-    def check(self, record: ConsumerRecord) -> None:
+    def check(self, record: Record) -> None:
         self.decode(record)
 
     def merge(self, cur: psycopg.Cursor[Any]) -> int:

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from kafka.consumer.fetcher import ConsumerRecord
+
+from sink.base import Record
 
 #: Kafka's default message limit is 1 MiB and base64 grows bytes by 4/3: keep the letter well under.
 MAX_PAYLOAD_BYTES = 256 * 1024
@@ -16,7 +17,7 @@ MAX_PAYLOAD_BYTES = 256 * 1024
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    record: ConsumerRecord
+    record: Record
     table: str
     code: str
     field: str | None

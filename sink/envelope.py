@@ -45,10 +45,8 @@ def _text(obj: dict[str, Any], name: str, required: bool = True) -> Any:
     return value
 
 
-def open_envelope(raw: bytes | None, kind: str) -> Envelope:
+def open_envelope(raw: bytes, kind: str) -> Envelope:
     """Parse a change of ``kind``; raise `ContractError` naming the field that is wrong."""
-    if raw is None:
-        raise ContractError("missing_value", None, None, "record has no value (a tombstone?)")
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

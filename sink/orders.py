@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kafka.consumer.fetcher import ConsumerRecord
 from psycopg.types.json import Jsonb
 
 from fleetwatch import topics
 from fleetwatch.records import parse_order
-from sink.base import Row, StagedSink
+from sink.base import Record, Row, StagedSink, value_of
 
 
 @dataclass
@@ -37,8 +36,8 @@ class OrdersSink(StagedSink):
         WHERE EXCLUDED.revision > orders.revision
     """
 
-    def decode(self, record: ConsumerRecord) -> Row:
-        order = parse_order(record.value)
+    def decode(self, record: Record) -> Row:
+        order = parse_order(value_of(record))
         area = Jsonb(order.destination_area) if order.destination_area is not None else None
         return (
             order.order_id, order.vehicle_id, order.org, order.start, order.end, order.purpose,

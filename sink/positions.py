@@ -16,11 +16,10 @@ from datetime import timedelta
 from typing import Any
 
 import psycopg
-from kafka.consumer.fetcher import ConsumerRecord
 
 from fleetwatch import topics
 from fleetwatch.records import FIX_VERSION, ContractError, parse_fix
-from sink.base import Row, StagedSink, record_time
+from sink.base import Record, Row, StagedSink, record_time, value_of
 
 #: The bridge checked the clock when the fix arrived; a backlog drained later must not fail here.
 _NO_FUTURE_CHECK = timedelta(days=365 * 100)
@@ -65,14 +64,13 @@ class PositionsSink(StagedSink):
             cur.execute(plain + self._on_conflict)
         return max(cur.rowcount, 0)
 
-    def decode(self, record: ConsumerRecord) -> Row:
-        if record.value is None:
-            raise ContractError("missing_value", None, None, "record has no value (a tombstone?)")
+    def decode(self, record: Record) -> Row:
+        raw = value_of(record)
         try:
-            text = record.value.decode("utf-8")
+            text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise ContractError("bad_encoding", None, record.value[:80], f"not UTF-8: {exc.reason}") from None
+            raise ContractError("bad_encoding", None, raw[:80], f"not UTF-8: {exc.reason}") from None
         return (text, record_time(record))
 
-    def check(self, record: ConsumerRecord) -> None:
-        parse_fix(record.value, max_future=_NO_FUTURE_CHECK)
+    def check(self, record: Record) -> None:
+        parse_fix(value_of(record), max_future=_NO_FUTURE_CHECK)

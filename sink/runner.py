@@ -10,7 +10,8 @@ Order of effects per batch, which is what makes it at-least-once with idempotent
 4. commit the consumer offsets.
 A crash anywhere before 4 re-reads the batch; writes and dead letters are then repeated, never lost.
 While the database is unreachable (or refuses for a reason that is not about a record, e.g. a
-missing table) the loop holds its batch, stops consuming and retries with backoff.
+missing table) the loop holds its batches (at most two: the one being written and the next,
+already decoded), stops consuming and retries with backoff.
 """
 
 from __future__ import annotations
@@ -25,16 +26,16 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import psycopg
-from kafka import TopicPartition
-from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import CommitFailedError, KafkaError
-from kafka.structs import OffsetAndMetadata
+from aiokafka.errors import KafkaError as AioKafkaError
+from aiokafka.structs import TopicPartition
+from kafka.errors import KafkaError
 
 from fleetwatch import topics
-from fleetwatch.kafka_io import make_consumer, make_producer
+from fleetwatch.kafka_io import make_producer
 from fleetwatch.records import ContractError
 from fleetwatch.settings import Settings
-from sink.base import Row, TableSink
+from sink.base import Record, Row, TableSink
+from sink.consumer import BlockingConsumer
 from sink.deadletter import DeadLetter
 from store.db import Login, connect
 
@@ -81,19 +82,21 @@ def is_record_error(exc: BaseException) -> bool:
     return isinstance(exc, OverflowError | ValueError | TypeError)
 
 
-Items = list[tuple[ConsumerRecord, Row]]
+Items = list[tuple[Record, Row]]
 Stored = tuple[Counter[str], list[DeadLetter]]
 
 
 @dataclass
 class _Batch:
-    records: list[ConsumerRecord]
+    records: list[Record]
     items: dict[str, Items] = field(default_factory=dict)
     dead: list[DeadLetter] = field(default_factory=list)
     future: Future[Stored] | None = None
 
 
 class SinkRunner:
+    """Runs a set of table sinks as one consumer-group member (see the module docstring)."""
+
     def __init__(
         self,
         settings: Settings,
@@ -115,12 +118,11 @@ class SinkRunner:
         self.stop = stop or threading.Event()
         self.stats = SinkStats()
         self._conn: psycopg.Connection[Any] | None = None
-        self._consumer = make_consumer(
+        self._consumer = BlockingConsumer(
             settings,
             group_id=self.group,
             topics=tuple(self.by_topic),
             client_id=f"fleetwatch-sink-{self.group}",
-            max_poll_records=settings.sink_batch_records,
             # The loop stops polling while the database is away; stay in the group for 10 min.
             max_poll_interval_ms=600_000,
         )
@@ -164,7 +166,7 @@ class SinkRunner:
 
     def close(self) -> None:
         self._db_thread.shutdown(wait=True)
-        self._consumer.close(autocommit=False)
+        self._consumer.close()
         self._producer.close(timeout=10)
         if self._conn is not None:
             self._conn.close()
@@ -184,11 +186,11 @@ class SinkRunner:
 
     # -- one batch ---------------------------------------------------------------------------
 
-    def _collect(self) -> list[ConsumerRecord]:
+    def _collect(self) -> list[Record]:
         """Up to ``sink_batch_records`` records, waiting at most ``sink_batch_wait_ms`` for them."""
         wanted = self.settings.sink_batch_records
         deadline = time.monotonic() + self.settings.sink_batch_wait_ms / 1000.0
-        records: list[ConsumerRecord] = []
+        records: list[Record] = []
         while len(records) < wanted and not self.stop.is_set():
             remaining_ms = int((deadline - time.monotonic()) * 1000)
             if remaining_ms <= 0:
@@ -200,7 +202,7 @@ class SinkRunner:
             self.stats.first_record_at = time.monotonic()
         return records
 
-    def _decode(self, batch: list[ConsumerRecord]) -> _Batch:
+    def _decode(self, batch: list[Record]) -> _Batch:
         decoded = _Batch(batch)
         for record in batch:
             sink = self.by_topic[record.topic]
@@ -335,20 +337,21 @@ class SinkRunner:
                 time.sleep(delay)
                 delay = min(delay * 2, self.settings.sink_retry_max_seconds)
 
-    def _commit(self, batch: list[ConsumerRecord]) -> None:
+    def _commit(self, batch: list[Record]) -> None:
         last: dict[TopicPartition, int] = {}
         for record in batch:
             tp = TopicPartition(record.topic, record.partition)
             last[tp] = max(last.get(tp, -1), record.offset)
         try:
-            self._consumer.commit({tp: OffsetAndMetadata(off + 1, "", -1) for tp, off in last.items()})
-        except CommitFailedError as exc:
-            # A rebalance moved partitions away: their new owner re-reads the batch; writes are idempotent.
+            self._consumer.commit({tp: off + 1 for tp, off in last.items()})
+        except AioKafkaError as exc:
+            # A rebalance moved partitions away (or Kafka is away): whoever reads them next re-reads
+            # the batch, which is already in the database; writes are idempotent.
             self.stats.commit_failures += 1
-            log.warning("offset commit refused after a rebalance (records will be re-read): %s", exc)
+            log.warning("offset commit failed, records will be re-read: %s", exc)
 
 
-def _refusal(sink: TableSink, record: ConsumerRecord, exc: Exception) -> DeadLetter:
+def _refusal(sink: TableSink, record: Record, exc: Exception) -> DeadLetter:
     """The dead letter for a record the database refused: the contract's reason when the record
     breaks it (precise: field and value), else the database's own."""
     table = sink.table

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kafka.consumer.fetcher import ConsumerRecord
-
 from fleetwatch import topics
 from fleetwatch.records import parse_trip
-from sink.base import Row, StagedSink
+from sink.base import Record, Row, StagedSink, value_of
 from sink.envelope import check_id, open_envelope
 
 _TRIP_COLUMNS = ("vehicle_id", "org", "start_at", "end_at", "start_lat", "start_lon", "end_lat", "end_lon",
@@ -45,8 +43,8 @@ class TripsSink(StagedSink):
         WHERE EXCLUDED.revision >= trips.revision
     """
 
-    def decode(self, record: ConsumerRecord) -> Row:
-        env = open_envelope(record.value, "trip")
+    def decode(self, record: Record) -> Row:
+        env = open_envelope(value_of(record), "trip")
         tail = (env.revision, env.retracted, env.reason, env.record is not None, record.offset)
         if env.record is None:
             return (env.id, env.vehicle_id, *([None] * (len(_TRIP_COLUMNS) - 1)), *tail)

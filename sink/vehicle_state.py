@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from kafka.consumer.fetcher import ConsumerRecord
 
 from fleetwatch import topics
 from fleetwatch.records import ContractError, parse_timestamp
-from sink.base import Row, StagedSink
+from sink.base import Record, Row, StagedSink, value_of
 
 VERSION = 1
 STATUSES = ("moving", "parked", "offline", "alerting")
@@ -65,13 +64,12 @@ class VehicleStateSink(StagedSink):
         WHERE EXCLUDED.revision > vehicle_state.revision
     """
 
-    def decode(self, record: ConsumerRecord) -> Row:
-        if record.value is None:
-            raise ContractError("missing_value", None, None, "record has no value (a tombstone?)")
+    def decode(self, record: Record) -> Row:
+        raw = value_of(record)
         try:
-            body = orjson.loads(record.value)
+            body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            raise ContractError("malformed_json", None, record.value[:80], f"not valid JSON: {exc}") from None
+            raise ContractError("malformed_json", None, raw[:80], f"not valid JSON: {exc}") from None
         if not isinstance(body, dict):
             raise ContractError("malformed_json", None, body, "expected a JSON object")
         if body.get("v") != VERSION or isinstance(body.get("v"), bool):

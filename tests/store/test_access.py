@@ -72,7 +72,9 @@ def province(database: Settings, unique: str) -> Iterator[dict[str, str]]:
                     (f"order-{v}", v, org, t0, t0 + timedelta(hours=1)))  # fmt: skip
                 conn.execute(
                     "INSERT INTO vehicle_state (vehicle_id, org, ts, lat, lon, speed_kmh, ignition, status, "
-                    "revision) VALUES (%s, %s, %s, 32, 118, 0, false, 'parked', 1)", (v, org, t0))
+                    "computed_at, revision) VALUES (%s, %s, %s, 32, 118, 0, false, 'parked', %s, 1)",
+                    (v, org, t0, t0),
+                )
             seal_chunks(conn, "positions")
         add_org_account(conn, accounts["city"], f"{p}.a", "city-pw")
         add_org_account(conn, accounts["unit"], f"{p}.b.u1", "unit-pw")
