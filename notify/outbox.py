@@ -62,44 +62,27 @@ def route_key(route: Route, channel: str) -> str:
 
 def _insert(
     conn: Conn,
-    *,
-    alert_id: str,
-    revision: int,
+    routing: Routing,
     route: Route,
     channel: str,
-    channel_type: str,
     purpose: str,
     payload: dict[str, Any],
     now: datetime,
     tz: ZoneInfo,
 ) -> bool:
-    release = route.quiet_hours.release_at(now, tz) if route.quiet_hours else None
-    if (
-        release is not None
-        and payload["severity"] == "red"
-        and route.quiet_hours
-        and route.quiet_hours.except_red
-    ):
+    """One delivery row (held through the route's quiet hours); False if it already existed."""
+    quiet = route.quiet_hours
+    release = quiet.release_at(now, tz) if quiet else None
+    if release is not None and quiet is not None and quiet.except_red and payload["severity"] == "red":
         release = None
     row = conn.execute(
         "INSERT INTO notify_deliveries (alert_id, revision, route, channel_type, purpose, org, severity,"
-        " payload,"
-        " status, created_at, next_attempt_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        " payload, status, created_at, next_attempt_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
         " ON CONFLICT ON CONSTRAINT notify_deliveries_once DO NOTHING RETURNING delivery_id",
-        (
-            alert_id,
-            revision,
-            route_key(route, channel),
-            channel_type,
-            purpose,
-            route.org,
-            payload["severity"],
-            Jsonb(payload),
-            "held" if release else "pending",
-            now,
-            release or now,
-        ),
-    ).fetchone()
+        (payload["alert_id"], int(payload["revision"]), route_key(route, channel),
+         routing.channels[channel].type, purpose, route.org, payload["severity"], Jsonb(payload),
+         "held" if release else "pending", now, release or now),
+    ).fetchone()  # fmt: skip
     return row is not None
 
 
@@ -118,18 +101,7 @@ def enqueue_upsert(conn: Conn, routing: Routing, payload: dict[str, Any], now: d
             ).fetchone()
             if earlier and earlier[0] is not None and earlier[0] >= SEVERITY_RANK[payload["severity"]]:
                 continue  # already told (a later revision only extends it)
-            made += _insert(
-                conn,
-                alert_id=payload["alert_id"],
-                revision=int(payload["revision"]),
-                route=route,
-                channel=channel,
-                channel_type=routing.channels[channel].type,
-                purpose="alert",
-                payload=payload,
-                now=now,
-                tz=tz,
-            )
+            made += _insert(conn, routing, route, channel, "alert", payload, now, tz)
     return made
 
 
@@ -161,18 +133,7 @@ def enqueue_retraction(
         if route is None or channel not in routing.channels:
             continue
         payload = {**payload, "revision": revision, "retract_reason": reason}
-        made += _insert(
-            conn,
-            alert_id=alert_id,
-            revision=revision,
-            route=route,
-            channel=channel,
-            channel_type=routing.channels[channel].type,
-            purpose="retraction",
-            payload=payload,
-            now=now,
-            tz=tz,
-        )
+        made += _insert(conn, routing, route, channel, "retraction", payload, now, tz)
     return made
 
 
@@ -183,18 +144,7 @@ def enqueue_escalation(
     made = 0
     for route in routing.for_escalation(parent_org):
         for channel in route.channels:
-            made += _insert(
-                conn,
-                alert_id=payload["alert_id"],
-                revision=int(payload["revision"]),
-                route=route,
-                channel=channel,
-                channel_type=routing.channels[channel].type,
-                purpose="escalation",
-                payload=payload,
-                now=now,
-                tz=tz,
-            )
+            made += _insert(conn, routing, route, channel, "escalation", payload, now, tz)
     return made
 
 
