@@ -338,3 +338,19 @@ def test_rate_limit_per_channel_holds_the_excess(
     assert len(eps["hook"].accepted) == 2
     assert statuses == [("pending", 2), ("sent", 2)]
     assert json.loads(json.dumps(eps["hook"].accepted[0]))["route"] == f"{orgs.child}-limited/hook"
+
+
+def test_a_record_that_breaks_the_contract_is_refused_and_the_rest_delivered(
+    settings: Settings, orgs: Orgs, receivers: Receivers, smtp: SmtpServer, unique: str
+) -> None:
+    routing, eps = routing_for(orgs, receivers)
+    topic = scratch_topic(settings, f"fw-test-alerts-{unique}", partitions=1)
+    before = make_alert(orgs.child, f"苏K{unique[:5]}", datetime(2026, 11, 27, 13, 0, tzinfo=UTC))
+    after = make_alert(orgs.child, f"苏L{unique[:5]}", datetime(2026, 11, 27, 13, 1, tzinfo=UTC))
+    bad = envelope(make_alert(orgs.child, f"苏M{unique[:5]}", before.start), 1, "orange")
+    produce(settings, topic, [(b"k", envelope(before, 1)), (b"k", b"{not json"), (b"k", bad),
+                              (b"k", envelope(after, 1))])  # fmt: skip
+    stats = run_notifier(settings, routing, topic, f"g-{unique}").stats
+    assert [d["alert"]["alert_id"] for d in eps["hook"].accepted] == [before.alert_id, after.alert_id]
+    assert (stats.records, stats.rejected) == (4, 2)
+    assert "not valid JSON" in stats.rejections[0] and "severity" in stats.rejections[1]
