@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from fleetwatch import topics
 from fleetwatch.settings import Settings
 from notify.config import RoutingError, load_routing
 from store.db import connect
@@ -43,6 +44,7 @@ def run_cmd(
         Path | None, typer.Option(help="Routing YAML [default: FLEETWATCH_NOTIFY_ROUTES].")
     ] = None,
     idle_exit: Annotated[float | None, typer.Option(help="Exit after this many idle seconds.")] = None,
+    topic: Annotated[str, typer.Option(help="The alerts topic.")] = topics.ALERTS,
 ) -> None:
     """Consume the alerts topic, queue one delivery per (alert, revision, route), send, escalate."""
     from notify.runner import Notifier
@@ -62,7 +64,7 @@ def run_cmd(
     while True:
         try:
             with cast("psycopg.Connection[tuple[Any, ...]]", connect(settings)) as conn:
-                stats = notifier.run(conn, stop=stop, idle_exit_s=idle_exit)
+                stats = notifier.run(conn, topic=topic, stop=stop, idle_exit_s=idle_exit)
             break
         except psycopg.OperationalError as exc:
             # The database went away: nothing was committed to Kafka past the last stored rows, so
