@@ -22,6 +22,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "streams.worker.cli",  # fleetwatch worker, fleetwatch orders add
     "store.cli",  # fleetwatch db migrate|status|maintain|account|import-registry
     "sink.cli",  # fleetwatch sink
+    "notify.cli",  # fleetwatch notify run|log
+    "workflow.cli",  # fleetwatch alerts ...|complaint add|list
+    "evidence.cli",  # fleetwatch evidence
 )
 
 

@@ -135,6 +135,35 @@ class Settings(BaseSettings):
     #: Where faust keeps its local files (table stores are in memory; recovery reads the changelog).
     worker_data_dir: Path = Path(tempfile.gettempdir()) / "fleetwatch-worker"
 
+    # --- notify (alerts -> fleet managers) ----------------------------------------------------
+    #: Routing YAML: channels and which org's alerts go to which managers (docs in README).
+    notify_routes: Path = Path("notify.yaml")
+    notify_group: str = "fleetwatch-notify"
+    #: Topic for each org's mobile-app feed: <prefix>/<org> (the broker lets svc-notifier write here).
+    mqtt_notify_prefix: str = "fleetwatch/v1/notify"
+    #: A delivery is given up (status failed) after this many failed attempts.
+    notify_max_attempts: int = 6
+    #: First retry waits this long; each further one twice as long, up to the maximum.
+    notify_backoff_seconds: float = 5.0
+    notify_backoff_max_seconds: float = 600.0
+    notify_http_timeout_seconds: float = 10.0
+    #: How often the notifier looks for overdue alerts to escalate.
+    notify_escalate_every_seconds: float = 60.0
+    #: Quiet hours in routes are local times in this zone.
+    local_timezone: str = "Asia/Shanghai"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    smtp_sender: str = "fleetwatch@localhost"
+
+    # --- workflow, complaints, evidence ---------------------------------------------------------
+    #: Fleet managers handle an alert or a complaint within this many days (provincial practice).
+    case_due_days: int = 3
+    #: Evidence reports are written under this directory, one sub-directory per report.
+    evidence_dir: Path = Path("out/evidence")
+
     # --- contract limits -----------------------------------------------------------------
     max_future_seconds: float = MAX_FUTURE_SECONDS
     max_speed_kmh: float = MAX_SPEED_KMH

@@ -1,0 +1,1 @@
+"""Alerts to fleet managers: routing by org, channels, a delivery log in the database, escalation."""

@@ -1,0 +1,1 @@
+"""Fleet managers' casework: the alert workflow (ack / close / reopen) and citizens' complaints."""
