@@ -315,6 +315,8 @@ def main() -> None:
         help="also drain with the bridge of this checkout (PYTHONPATH), e.g. the commit before a change",
     )
     args = parser.parse_args()
+    if args.profile and not Path(sys.executable).with_name("py-spy").exists():
+        sys.exit("--profile needs py-spy in the venv: .venv/bin/pip install py-spy")
     for tool in ("mosquitto_pub", "mosquitto_sub", "kcat"):
         if shutil.which(tool) is None:
             sys.exit(
