@@ -13,6 +13,7 @@ SECRET_NAMES: tuple[str, ...] = (
     "mqtt_notifier_password",
     "mqtt_admin_password",
     "pg_password",
+    "jt808_auth_secret",
 )
 
 
