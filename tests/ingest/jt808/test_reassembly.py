@@ -17,7 +17,9 @@ def _parts(first_flow: int, chunks: list[bytes]) -> list[tuple[Header, bytes]]:
     ]
 
 
-@given(st.lists(st.binary(min_size=1, max_size=30), min_size=2, max_size=6), st.integers(0, 0xFFFF), st.randoms())
+@given(
+    st.lists(st.binary(min_size=1, max_size=30), min_size=2, max_size=6), st.integers(0, 0xFFFF), st.randoms()
+)
 def test_any_order_reassembles(chunks: list[bytes], first_flow: int, rnd: object) -> None:
     parts = _parts(first_flow, chunks)
     rnd.shuffle(parts)  # type: ignore[attr-defined]
