@@ -188,7 +188,7 @@ def test_bad_frames_are_dead_lettered_with_reason_and_hex_and_answered(
 
 
 def test_reply_waits_for_kafka(stack: Settings, tmp_path: Path) -> None:
-    """With Kafka frozen the report is not answered; once Kafka is back the answer comes and the fix is there."""
+    """Kafka frozen: no answer to the report. Kafka back: the answer comes, and the fix is there."""
     phone = new_phone()
     registry = write_registry(tmp_path / "registry.csv", {phone: "苏A80806"})
     settings = gateway_settings(stack)
