@@ -275,21 +275,26 @@ async def _fleet(
         t.latencies.clear()
     acked0 = sum(t.acked for t in terminals)
     cpu0, t0 = cpu_seconds(gateway_pid), time.monotonic()
+    client0 = cpu_seconds(os.getpid())
+    load = []
     samples = []
     while time.monotonic() - t0 < window:
         await asyncio.sleep(5)
         samples.append(rss_mb(gateway_pid))
+        load.append(os.getloadavg()[0])
     cpu = cpu_seconds(gateway_pid) - cpu0
+    client_cpu = cpu_seconds(os.getpid()) - client0
     wall = time.monotonic() - t0
     acked = sum(t.acked for t in terminals) - acked0
     stop.set()
     for task in tasks:
         task.cancel()
-    latencies = sorted(x for t in terminals for x in t.latencies)
+    latencies = sorted(x for t in terminals for x in t.latencies) or [float("nan")]
     closed = sum(1 for t in terminals if t.reader is not None and t.reader.at_eof())
     return {
         "terminals": len(terminals), "ramp_s": ramp, "acked_per_s": acked / wall, "cpu_pct": 100 * cpu / wall,
-        "rss_mb": max(samples), "p50_ms": 1000 * latencies[len(latencies) // 2],
+        "cpu_ms_per_frame": 1000 * cpu / max(acked, 1), "client_cpu_pct": 100 * client_cpu / wall,
+        "load": statistics.mean(load), "rss_mb": max(samples), "p50_ms": 1000 * latencies[len(latencies) // 2],
         "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)], "refused": sum(t.refused for t in terminals),
         "closed_by_gateway": closed, "expected_per_s": len(terminals) / interval,
     }  # fmt: skip
@@ -352,7 +357,11 @@ def main() -> None:
         "reports acknowledged / s", f"{fleet['acked_per_s']:,.0f} (offered {fleet['expected_per_s']:,.0f})"
     )
     table.add_row("ratio acknowledged / offered", f"{fleet['acked_per_s'] / fleet['expected_per_s']:.3f}")
-    table.add_row("gateway CPU", f"{fleet['cpu_pct']:.1f} % of one core")
+    table.add_row(
+        "gateway CPU", f"{fleet['cpu_pct']:.1f} % of one core ({fleet['cpu_ms_per_frame']:.2f} ms/report)"
+    )
+    table.add_row("terminal-side (bench) CPU", f"{fleet['client_cpu_pct']:.1f} % of one core")
+    table.add_row("machine load average (2 cores, shared)", f"{fleet['load']:.1f}")
     table.add_row("gateway RSS (idle -> peak)", f"{fleet['idle_rss_mb']:.0f} -> {fleet['rss_mb']:.0f} MB")
     table.add_row("reply latency p50 / p99", f"{fleet['p50_ms']:.0f} / {fleet['p99_ms']:.0f} ms")
     table.add_row("refused / closed by gateway", f"{fleet['refused']:.0f} / {fleet['closed_by_gateway']:.0f}")

@@ -86,6 +86,7 @@ class _Session:
     tokens: float = 0.0
     refilled: float = field(default_factory=time.monotonic)
     auth_failures: int = 0
+    last_seen: float = field(default_factory=time.monotonic)
     reassembler: Reassembler = field(default_factory=Reassembler)
 
     def next_flow(self) -> int:
@@ -112,7 +113,8 @@ class Gateway:
         self._max_future = timedelta(seconds=settings.max_future_seconds)
         self._server: asyncio.Server | None = None
         self._producer = make_async_producer(settings, client_id=self.config.client_id)
-        self._sessions: set[asyncio.Task[None]] = set()
+        self._open: dict[asyncio.Task[None], _Session] = {}  # connection task -> its session
+        self._sweeper: asyncio.Task[None] | None = None
         self._headers = [("fw-gateway", f"jt808-{self.config.instance}".encode())]
         self.port = 0
 
@@ -124,30 +126,35 @@ class Gateway:
             self._on_connect, self.settings.jt808_host, self.settings.jt808_port, backlog=4096
         )
         self.port = self._server.sockets[0].getsockname()[1]
+        self._sweeper = asyncio.create_task(self._sweep_idle())
         log.info("JT/T 808 gateway on %s:%d", self.settings.jt808_host, self.port)
 
     async def stop(self) -> None:
         """Stop accepting, let every connection finish its acknowledgements, flush Kafka."""
         if self._server is not None:
             self._server.close()
-        for task in list(self._sessions):
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for task in list(self._open):
             task.cancel()
-        if self._sessions:
-            await asyncio.wait(self._sessions, timeout=self.config.drain_timeout_s)
-        await self._producer.stop()
+        if self._open:
+            await asyncio.wait(list(self._open), timeout=self.config.drain_timeout_s)
+        try:
+            await asyncio.wait_for(self._producer.stop(), self.config.drain_timeout_s)
+        except TimeoutError:
+            log.warning("Kafka producer did not flush within %.0f s", self.config.drain_timeout_s)
         if self._server is not None:
             await self._server.wait_closed()
 
     @property
     def connections(self) -> int:
-        return len(self._sessions)
+        return len(self._open)
 
     # ------------------------------------------------------------------ per connection
 
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._sessions.add(task)
         peer_info = writer.get_extra_info("peername")
         peer = f"{peer_info[0]}:{peer_info[1]}" if peer_info else "unknown"
         session = _Session(
@@ -157,6 +164,7 @@ class Gateway:
             tokens=float(self.settings.jt808_burst_frames),
         )
         self.stats["connections"] += 1
+        self._open[task] = session
         replier = asyncio.create_task(self._reply_loop(session))
         try:
             await self._read_loop(reader, session)
@@ -164,6 +172,10 @@ class Gateway:
             pass  # shutdown: what was received still gets its acknowledgement below
         except (ConnectionError, OSError) as exc:
             log.debug("%s: connection error %s", peer, exc)
+        except Exception as exc:  # e.g. Kafka refused the send: this frame stays unanswered, the
+            # terminal re-sends it on a new connection; the gateway itself carries on.
+            self.stats["connection_errors"] += 1
+            log.warning("%s: closing the connection after %s: %s", session.source, type(exc).__name__, exc)
         finally:
             with contextlib.suppress(TimeoutError, asyncio.CancelledError, ConnectionError):
                 await self._expire_parts(session, force=True)
@@ -175,20 +187,15 @@ class Gateway:
             closing.cancel()
             replier.cancel()
             writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
-            self._sessions.discard(task)
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(writer.wait_closed(), 5.0)
+            self._open.pop(task, None)
 
     async def _read_loop(self, reader: asyncio.StreamReader, session: _Session) -> None:
         splitter = FrameSplitter()
-        idle = self.settings.jt808_idle_timeout_s
         while not session.writer.is_closing():
-            try:
-                data = await asyncio.wait_for(reader.read(16384), timeout=idle)
-            except TimeoutError:
-                self.stats["idle_closed"] += 1
-                log.info("%s: idle for %.0f s, closing", session.source, idle)
-                return
+            data = await reader.read(16384)
+            session.last_seen = time.monotonic()
             if not data:
                 return
             frames, overflow = splitter.feed(data)
@@ -202,6 +209,19 @@ class Gateway:
                 await self._throttle(session)
                 await self._on_frame(session, content)
             await self._expire_parts(session)
+
+    async def _sweep_idle(self) -> None:
+        """Close connections silent for longer than the idle timeout (one timer for all of them:
+        a per-read timeout would cost a task per read at 10,000 connections)."""
+        idle = self.settings.jt808_idle_timeout_s
+        while True:
+            await asyncio.sleep(min(idle / 4, 5.0))
+            cutoff = time.monotonic() - idle
+            for session in list(self._open.values()):
+                if session.last_seen < cutoff and not session.writer.is_closing():
+                    self.stats["idle_closed"] += 1
+                    log.info("%s: idle for %.0f s, closing", session.source, idle)
+                    session.writer.close()
 
     async def _throttle(self, session: _Session) -> None:
         """Token bucket: over the rate, stop reading this socket until a token is due."""
