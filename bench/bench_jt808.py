@@ -300,12 +300,12 @@ async def _fleet(
     }  # fmt: skip
 
 
-def bench_fleet(work: Path, n: int, window: float) -> dict[str, float]:
+def bench_fleet(work: Path, n: int, window: float, interval: float) -> dict[str, float]:
     phones = [f"1390{i:07d}" for i in range(n)]
     gateway = GatewayProcess(phones, work)
     try:
         idle_rss = rss_mb(gateway.proc.pid)
-        result = asyncio.run(_fleet(gateway.port, phones, 10.0, window, gateway.proc.pid))
+        result = asyncio.run(_fleet(gateway.port, phones, interval, window, gateway.proc.pid))
         result["idle_rss_mb"] = idle_rss
     finally:
         gateway.stop()
@@ -320,6 +320,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="throughput window (part 2)")
     parser.add_argument("--terminals", type=int, default=10_000, help="fleet size (part 3)")
     parser.add_argument("--window", type=float, default=60.0, help="fleet measuring window, s (part 3)")
+    parser.add_argument("--interval", type=float, default=10.0, help="seconds between reports (part 3)")
     parser.add_argument("--skip-fleet", action="store_true")
     args = parser.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -347,9 +348,12 @@ def main() -> None:
 
     if args.skip_fleet:
         return
-    console.rule(f"3. {args.terminals:,} terminals, one 0x0200 every 10 s each")
-    fleet = bench_fleet(work, args.terminals, args.window)
-    table = Table(title=f"{args.terminals:,} concurrent JT/T 808 terminals ({args.window:.0f} s window)")
+    console.rule(f"3. {args.terminals:,} terminals, one 0x0200 every {args.interval:g} s each")
+    fleet = bench_fleet(work, args.terminals, args.window, args.interval)
+    table = Table(
+        title=f"{args.terminals:,} concurrent JT/T 808 terminals, a report every {args.interval:g} s "
+        f"({args.window:.0f} s window)"
+    )
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_row("ramp-up (connect + authenticate all)", f"{fleet['ramp_s']:.1f} s")

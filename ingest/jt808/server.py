@@ -20,6 +20,8 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from aiokafka.errors import KafkaTimeoutError
+
 from fleetwatch import topics
 from fleetwatch.kafka_io import make_async_producer
 from fleetwatch.records import ContractError, Fix
@@ -122,6 +124,15 @@ class Gateway:
 
     async def start(self) -> None:
         await self._producer.start()
+        for topic in (self.config.telemetry_topic, self.config.dlq_topic):
+            # Topics are never auto-created: a missing one is a clear error now, not a timeout later;
+            # this also opens the connection to the partition leaders before any terminal arrives.
+            try:
+                partitions = await self._producer.partitions_for(topic)
+            except KafkaTimeoutError:
+                partitions = None
+            if not partitions:
+                raise RuntimeError(f"Kafka topic {topic!r} does not exist (run `fleetwatch stack up`)")
         self._server = await asyncio.start_server(
             self._on_connect, self.settings.jt808_host, self.settings.jt808_port, backlog=4096
         )
@@ -402,12 +413,24 @@ class Gateway:
 
     # ------------------------------------------------------------------ Kafka and dead letters
 
+    async def _send(self, topic: str, value: bytes, key: bytes) -> Awaitable[object]:
+        """Hand one record to the producer; its future completes when Kafka has acknowledged it.
+
+        While the producer's buffer is full (Kafka slow or away) this waits, and so does the
+        reading of this connection: TCP pushes back on the terminal, which keeps its data.
+        """
+        while True:
+            try:
+                future: Awaitable[object] = await self._producer.send(
+                    topic, value=value, key=key, headers=self._headers
+                )
+                return future
+            except KafkaTimeoutError:
+                self.stats["producer_full_waits"] += 1
+
     async def _produce(self, fix: Fix) -> Awaitable[object]:
         self.stats["fixes"] += 1
-        future: Awaitable[object] = await self._producer.send(
-            self.config.telemetry_topic, value=fix.to_json(), key=fix.key, headers=self._headers
-        )
-        return future
+        return await self._send(self.config.telemetry_topic, fix.to_json(), fix.key)
 
     async def _dead_letter(
         self, session: _Session, rejection: Rejection, raw: bytes, received_at: datetime
@@ -425,11 +448,7 @@ class Gateway:
             received_at=received_at,
             bridge=f"jt808-{self.config.instance}",
         )
-        key = (session.phone or "").encode()
-        future: Awaitable[object] = await self._producer.send(
-            self.config.dlq_topic, value=letter.to_json(), key=key, headers=self._headers
-        )
-        return future
+        return await self._send(self.config.dlq_topic, letter.to_json(), (session.phone or "").encode())
 
     async def _reject_raw(self, session: _Session, error: FrameError, raw: bytes) -> None:
         reply = m.RESULT_MESSAGE_ERROR if error.header is not None and error.code in _ANSWERABLE else None
