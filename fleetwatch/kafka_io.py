@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka import codec as _codec
@@ -14,16 +14,12 @@ from kafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
 from fleetwatch.settings import Settings
 
-if TYPE_CHECKING:
-    from aiokafka import AIOKafkaProducer
-
 __all__ = [
     "ConsumerRecord",
     "best_compression",
     "create_topic",
     "delete_topic",
     "end_offsets",
-    "make_async_producer",
     "make_consumer",
     "make_producer",
     "read_topic",
@@ -64,25 +60,6 @@ def make_producer(settings: Settings, *, client_id: str, **overrides: Any) -> Ka
     }
     config.update(overrides)
     return KafkaProducer(**config)
-
-
-def make_async_producer(settings: Settings, *, client_id: str, **overrides: Any) -> AIOKafkaProducer:
-    """The asyncio twin of `make_producer`: aiokafka defaults to acks=1 without idempotence
-    (DESIGN §7), so both are set here. No compression: aiokafka needs cramjam for lz4 and our
-    records are small JSON; consumers read uncompressed batches with any client."""
-    from aiokafka import AIOKafkaProducer  # only asyncio services pay for the import
-
-    config: dict[str, Any] = {
-        "bootstrap_servers": settings.kafka_bootstrap,
-        "client_id": client_id,
-        "acks": "all",
-        "enable_idempotence": True,
-        "linger_ms": 5,
-        "max_batch_size": 64 * 1024,
-        "request_timeout_ms": 15_000,
-    }
-    config.update(overrides)
-    return AIOKafkaProducer(**config)
 
 
 def make_consumer(

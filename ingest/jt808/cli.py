@@ -44,7 +44,7 @@ def jt808(
         format="%(message)s",
         handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=True)],
     )
-    logging.getLogger("aiokafka").setLevel(logging.INFO if verbose else logging.ERROR)
+    logging.getLogger("kafka").setLevel(logging.INFO if verbose else logging.ERROR)
     overrides = {k: v for k, v in (("jt808_host", host), ("jt808_port", port)) if v is not None}
     settings = Settings(**overrides)  # type: ignore[arg-type]
     config = GatewayConfig(instance=instance, telemetry_topic=topic, dlq_topic=dlq_topic)

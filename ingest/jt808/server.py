@@ -20,10 +20,11 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from aiokafka.errors import KafkaTimeoutError
+from kafka import KafkaProducer
+from kafka.errors import KafkaTimeoutError, UnknownTopicOrPartitionError
 
 from fleetwatch import topics
-from fleetwatch.kafka_io import make_async_producer
+from fleetwatch.kafka_io import end_offsets, make_producer
 from fleetwatch.records import ContractError, Fix
 from fleetwatch.settings import Settings
 from ingest.deadletter import DeadLetter
@@ -100,6 +101,15 @@ class _Session:
         return f"jt808/{self.phone}" if self.phone else f"jt808/{self.peer}"
 
 
+def _resolve(future: asyncio.Future[object], error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
+
+
 class Gateway:
     """`await start()`, then `await stop()`; ``port`` is the bound port (0 in settings picks one)."""
 
@@ -114,7 +124,8 @@ class Gateway:
         self._secret = settings.secret("jt808_auth_secret")
         self._max_future = timedelta(seconds=settings.max_future_seconds)
         self._server: asyncio.Server | None = None
-        self._producer = make_async_producer(settings, client_id=self.config.client_id)
+        self._producer: KafkaProducer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._open: dict[asyncio.Task[None], _Session] = {}  # connection task -> its session
         self._sweeper: asyncio.Task[None] | None = None
         self._headers = [("fw-gateway", f"jt808-{self.config.instance}".encode())]
@@ -123,16 +134,20 @@ class Gateway:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        await self._producer.start()
+        self._loop = asyncio.get_running_loop()
+        # kafka-python, as in the bridge: its sender thread keeps Kafka I/O off this event loop,
+        # and ``max_block_ms=0`` makes a full buffer an immediate error we wait out in `_send`.
+        self._producer = await self._loop.run_in_executor(
+            None, lambda: make_producer(self.settings, client_id=self.config.client_id, max_block_ms=0)
+        )
         for topic in (self.config.telemetry_topic, self.config.dlq_topic):
-            # Topics are never auto-created: a missing one is a clear error now, not a timeout later;
-            # this also opens the connection to the partition leaders before any terminal arrives.
+            # Topics are never auto-created: a missing one is a clear error now, not a timeout later.
             try:
-                partitions = await self._producer.partitions_for(topic)
-            except KafkaTimeoutError:
-                partitions = None
-            if not partitions:
-                raise RuntimeError(f"Kafka topic {topic!r} does not exist (run `fleetwatch stack up`)")
+                await self._loop.run_in_executor(None, end_offsets, self.settings, topic)
+            except UnknownTopicOrPartitionError:
+                raise RuntimeError(
+                    f"Kafka topic {topic!r} does not exist (run `fleetwatch stack up`)"
+                ) from None
         self._server = await asyncio.start_server(
             self._on_connect, self.settings.jt808_host, self.settings.jt808_port, backlog=4096
         )
@@ -150,10 +165,9 @@ class Gateway:
             task.cancel()
         if self._open:
             await asyncio.wait(list(self._open), timeout=self.config.drain_timeout_s)
-        try:
-            await asyncio.wait_for(self._producer.stop(), self.config.drain_timeout_s)
-        except TimeoutError:
-            log.warning("Kafka producer did not flush within %.0f s", self.config.drain_timeout_s)
+        if self._producer is not None and self._loop is not None:
+            producer, drain = self._producer, self.config.drain_timeout_s
+            await self._loop.run_in_executor(None, lambda: producer.close(timeout=drain))
         if self._server is not None:
             await self._server.wait_closed()
 
@@ -414,19 +428,24 @@ class Gateway:
     # ------------------------------------------------------------------ Kafka and dead letters
 
     async def _send(self, topic: str, value: bytes, key: bytes) -> Awaitable[object]:
-        """Hand one record to the producer; its future completes when Kafka has acknowledged it.
+        """Hand one record to the producer; the returned future completes once Kafka acknowledged it.
 
         While the producer's buffer is full (Kafka slow or away) this waits, and so does the
         reading of this connection: TCP pushes back on the terminal, which keeps its data.
         """
+        assert self._producer is not None and self._loop is not None
+        loop = self._loop
+        acked: asyncio.Future[object] = loop.create_future()
         while True:
             try:
-                future: Awaitable[object] = await self._producer.send(
-                    topic, value=value, key=key, headers=self._headers
-                )
-                return future
+                sent = self._producer.send(topic, value=value, key=key, headers=self._headers)
+                break
             except KafkaTimeoutError:
                 self.stats["producer_full_waits"] += 1
+                await asyncio.sleep(0.05)
+        sent.add_callback(lambda metadata: loop.call_soon_threadsafe(_resolve, acked, None))
+        sent.add_errback(lambda exc: loop.call_soon_threadsafe(_resolve, acked, exc))
+        return acked
 
     async def _produce(self, fix: Fix) -> Awaitable[object]:
         self.stats["fixes"] += 1

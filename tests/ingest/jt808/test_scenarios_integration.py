@@ -8,6 +8,7 @@ reports, blind-area 0x0704 batches after a reconnect, and frames with a wrong ch
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
@@ -26,7 +27,7 @@ from geofence import load_rules
 from simulator._jt808 import phone_for
 from streams.core import Context, OrderBook, detect_lines
 from streams.core.scoring import parse_alerts, parse_truth, score
-from tests.ingest.helpers import FLEETWATCH, BridgeProcess
+from tests.ingest.helpers import FLEETWATCH
 from tests.ports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -66,16 +67,15 @@ def test_scenarios_over_jt808_raise_the_same_alerts_as_over_mqtt(
     _cli("simulate", "scenario", "all", "--out", str(world), "--seed", SEED, *FAULTS)
     sent_fixes = []
     for line in (world / "fixes.jsonl").read_bytes().splitlines():
-        try:
+        with contextlib.suppress(ContractError):  # the malformed fault lines
             sent_fixes.append(parse_fix(line))
-        except ContractError:
-            pass  # the malformed fault lines
     sim_devices = {f.device_id for f in sent_fixes}
     phones = {phone_for(d) for d in sim_devices}
     since = end_offsets(stack, topics.TELEMETRY)
 
     # MQTT: simulator -> Mosquitto -> bridge -> Kafka
-    bridge = bridges(f"jt808-e2e-{SEED}", extra=[a for d in sorted(sim_devices) for a in ("--only-device", d)])
+    only = [arg for device in sorted(sim_devices) for arg in ("--only-device", device)]
+    bridge = bridges(f"jt808-e2e-{SEED}", extra=only)
     bridge.start()
     _cli("simulate", "scenario", "all", "--mqtt", "--seed", SEED, *FAULTS)
     deadline = time.monotonic() + 300
@@ -94,8 +94,9 @@ def test_scenarios_over_jt808_raise_the_same_alerts_as_over_mqtt(
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
-        while "listening" not in (tmp_path / "gateway.log").read_text(errors="replace"):
-            assert gateway.poll() is None and time.monotonic() < deadline, (tmp_path / "gateway.log").read_text()
+        gateway_log = tmp_path / "gateway.log"
+        while "listening" not in gateway_log.read_text(errors="replace"):
+            assert gateway.poll() is None and time.monotonic() < deadline, gateway_log.read_text()
             time.sleep(0.2)
         out = _cli("simulate", "scenario", "all", "--protocol", "jt808", "--gateway", f"127.0.0.1:{port}",
                    "--seed", SEED, *FAULTS)  # fmt: skip
