@@ -5,6 +5,9 @@ to Kafka and queues the reply. A second task per connection awaits the Kafka ack
 in receive order and only then writes the reply (the same rule as the MQTT bridge's PUBACK),
 so a terminal re-sends whatever it never saw acknowledged. If Kafka fails a send, the
 connection is closed without the reply: the terminal keeps that data and re-sends it.
+
+Kafka I/O is the bridge's kafka-python producer (`fleetwatch.kafka_io.make_producer`): its
+sender thread completes the records and hands the acknowledgements to the event loop.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ import contextlib
 import hashlib
 import hmac
 import logging
+import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -126,6 +130,9 @@ class Gateway:
         self._server: asyncio.Server | None = None
         self._producer: KafkaProducer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._completions: deque[tuple[asyncio.Future[object], BaseException | None]] = deque()
+        self._completions_lock = threading.Lock()
+        self._wake_scheduled = False
         self._open: dict[asyncio.Task[None], _Session] = {}  # connection task -> its session
         self._sweeper: asyncio.Task[None] | None = None
         self._headers = [("fw-gateway", f"jt808-{self.config.instance}".encode())]
@@ -443,9 +450,26 @@ class Gateway:
             except KafkaTimeoutError:
                 self.stats["producer_full_waits"] += 1
                 await asyncio.sleep(0.05)
-        sent.add_callback(lambda metadata: loop.call_soon_threadsafe(_resolve, acked, None))
-        sent.add_errback(lambda exc: loop.call_soon_threadsafe(_resolve, acked, exc))
+        sent.add_callback(lambda metadata: self._completed_in_thread(acked, None))
+        sent.add_errback(lambda exc: self._completed_in_thread(acked, exc))
         return acked
+
+    def _completed_in_thread(self, acked: asyncio.Future[object], error: BaseException | None) -> None:
+        """Kafka's sender thread reports an acknowledgement: queue it and wake the loop once per batch
+        (a wake-up per record would cost a self-pipe write each)."""
+        assert self._loop is not None
+        self._completions.append((acked, error))
+        with self._completions_lock:
+            if self._wake_scheduled:
+                return
+            self._wake_scheduled = True
+        self._loop.call_soon_threadsafe(self._resolve_completions)
+
+    def _resolve_completions(self) -> None:
+        with self._completions_lock:
+            self._wake_scheduled = False
+        while self._completions:
+            _resolve(*self._completions.popleft())
 
     async def _produce(self, fix: Fix) -> Awaitable[object]:
         self.stats["fixes"] += 1
