@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "fleetwatch.stack.cli",  # fleetwatch stack up|down|status|logs
     "simulator.cli",  # fleetwatch simulate ...
     "ingest.cli",  # fleetwatch ingest
+    "ingest.jt808.cli",  # fleetwatch jt808
     "streams.cli",  # fleetwatch detect / score
     "streams.worker.cli",  # fleetwatch worker, fleetwatch orders add
     "store.cli",  # fleetwatch db migrate|status|maintain|account|import-registry

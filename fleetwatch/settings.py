@@ -164,6 +164,22 @@ class Settings(BaseSettings):
     #: Evidence reports are written under this directory, one sub-directory per report.
     evidence_dir: Path = Path("out/evidence")
 
+    # --- JT/T 808 gateway (`fleetwatch jt808`) ----------------------------------------------
+    jt808_host: str = "0.0.0.0"
+    jt808_port: int = 6808
+    #: Key the gateway derives each terminal's auth code from (HMAC of its phone number), so a
+    #: restarted or second gateway accepts codes the first one issued.
+    jt808_auth_secret: SecretStr | None = None
+    #: A connection silent this long is closed (terminals heartbeat every 60 s by default).
+    jt808_idle_timeout_s: float = 300.0
+    #: Per-connection rate limit: frames per second sustained, and the burst allowed above it
+    #: (a blind-area re-upload arrives as a burst). Over the limit the gateway stops reading
+    #: that socket for a while (TCP pushes back on the terminal); nothing is dropped.
+    jt808_frames_per_s: float = 20.0
+    jt808_burst_frames: int = 200
+    #: Frames one connection may have waiting for Kafka before the gateway stops reading it.
+    jt808_max_in_flight: int = 256
+
     # --- contract limits -----------------------------------------------------------------
     max_future_seconds: float = MAX_FUTURE_SECONDS
     max_speed_kmh: float = MAX_SPEED_KMH

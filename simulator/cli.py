@@ -44,6 +44,13 @@ Late = Annotated[float, typer.Option(help="Held-back late bursts per device per 
 Bad = Annotated[float, typer.Option(help="Probability of an extra malformed message.", min=0, max=1)]
 Interval = Annotated[int, typer.Option(help="Seconds between fixes while moving.", min=1)]
 Heartbeat = Annotated[int, typer.Option(help="Seconds between heartbeats while parked.", min=10)]
+Protocol = Annotated[
+    str, typer.Option(help="With --mqtt: 'mqtt' (JSON over MQTT) or 'jt808' (TCP terminals to the gateway).")
+]
+Gateway = Annotated[
+    str | None, typer.Option(help="JT/T 808 gateway HOST:PORT [default: 127.0.0.1:FLEETWATCH_JT808_PORT].")
+]
+Edition = Annotated[int, typer.Option(help="JT/T 808 edition the terminals speak: 2013 or 2019.")]
 Invalid = Annotated[
     float, typer.Option(help="Share of fixes without a GPS fix (fix_valid false).", min=0, max=0.5)
 ]
@@ -181,6 +188,9 @@ def scenario_cmd(
     jumps: Jumps = 0.0,
     drift: Drift = 0.0,
     slow_share: Slow = 0.0,
+    protocol: Protocol = "mqtt",
+    gateway: Gateway = None,
+    edition: Edition = 2013,
 ) -> None:
     """Run labelled scenarios (one vehicle each) and write fixes, orders and ground truth."""
     if name == "list":
@@ -191,6 +201,12 @@ def scenario_cmd(
             table.add_row(n, (fn.__doc__ or "").strip())
         console.print(table)
         return
+    if protocol not in ("mqtt", "jt808"):
+        raise typer.BadParameter(f"--protocol {protocol!r}: use mqtt or jt808")
+    if edition not in (2013, 2019):
+        raise typer.BadParameter(f"--edition {edition}: use 2013 or 2019")
+    if protocol == "jt808":
+        mqtt = out is None  # the live output is the gateway
     _need_one_output(out, mqtt)
     names = list(SCENARIOS) if name == "all" else [n.strip() for n in name.split(",") if n.strip()]
     t0 = time.monotonic()
@@ -205,8 +221,81 @@ def scenario_cmd(
     if out is not None:
         stats = write_dataset(ds, out)
         _write_summary(stats, ds, out, time.monotonic() - t0)
+    elif protocol == "jt808":
+        _send_jt808(ds, gateway, None if edition == 2013 else 1, f"scenario {name} -> JT/T 808 gateway")
     else:
         _publish_dataset(ds, 0.0, 1, 0, f"scenario {name} -> MQTT")
+
+
+def _send_jt808(ds: Dataset, gateway: str | None, version: int | None, title: str) -> None:
+    """Every vehicle becomes a JT/T 808 terminal: register, authenticate, report, batch-upload backlogs."""
+    import asyncio
+
+    from fleetwatch.stack import add_devices
+    from simulator import _jt808
+
+    settings = Settings()
+    host, _, port_text = (gateway or f"127.0.0.1:{settings.jt808_port}").rpartition(":")
+    if not host or not port_text.isdigit():
+        raise typer.BadParameter(f"--gateway {gateway!r}: use HOST:PORT")
+    vehicles = ds.world.vehicles
+    phones = {v.index: _jt808.phone_for(v.device_id) for v in vehicles}
+    add_devices(settings, [(phones[v.index], v.vehicle_id, v.password) for v in vehicles])
+    console.print(f"registered {len(vehicles)} terminal number(s) in the vehicle registry")
+    plans = {
+        v.index: _jt808.plan((msg.emit, msg.t, msg.kind, msg.payload) for msg in ds.streams[v.index])
+        for v in vehicles
+    }
+    total = sum(len(step.locations) for steps in plans.values() for step in steps)
+    totals = _jt808.TerminalStats()
+    t0 = time.monotonic()
+    with _progress() as progress:
+        task = progress.add_task("terminals reporting", total=total, info="")
+
+        def advance(n: int) -> None:
+            progress.advance(task, n)
+
+        async def main() -> list[_jt808.TerminalStats | BaseException]:
+            runs = [
+                _jt808.run_terminal(
+                    _jt808.Terminal(phones[v.index], v.vehicle_id, host, int(port_text), version=version),
+                    plans[v.index],
+                    advance,
+                )
+                for v in vehicles
+            ]
+            return await asyncio.gather(*runs, return_exceptions=True)
+
+        results = asyncio.run(main())
+    failures = [r for r in results if isinstance(r, BaseException)]
+    for r in results:
+        if isinstance(r, _jt808.TerminalStats):
+            totals.add(r)
+    seconds = time.monotonic() - t0
+    table = Table(title=title)
+    for col in (
+        "terminals",
+        "reports",
+        "blind-area batches",
+        "fixes in batches",
+        "acknowledged fixes",
+        "corrupt frames (answered)",
+        "re-sends",
+        "reconnects",
+        "failed terminals",
+        "seconds",
+    ):
+        table.add_column(col, justify="right")
+    table.add_row(
+        str(len(vehicles)), f"{totals.reports:,}", f"{totals.batches:,}", f"{totals.batched_fixes:,}",
+        f"{totals.acked_fixes:,}", f"{totals.corrupt_sent} ({totals.corrupt_answered})",
+        str(totals.retransmissions), str(totals.reconnects), str(len(failures)), f"{seconds:.1f}",
+    )  # fmt: skip
+    console.print(table)
+    for failure in failures[:5]:
+        console.print(f"[red]terminal failed:[/] {failure!r}")
+    if failures:
+        raise typer.Exit(1)
 
 
 @app.command("fleet")

@@ -15,6 +15,7 @@ SECRET_NAMES: tuple[str, ...] = (
     "pg_password",
     "pg_sink_password",
     "pg_dashboards_password",
+    "jt808_auth_secret",
 )
 
 
