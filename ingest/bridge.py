@@ -142,6 +142,10 @@ class Bridge:
         self._retry_seq = itertools.count()
         self._retry_lock = threading.Lock()
         self._stopping = threading.Event()  # no new work is accepted (messages stay with the broker)
+        # Admitting a message (the stopping check + its place in the window) is atomic with
+        # setting `_stopping`: otherwise a message admitted just after `stop` saw an empty window
+        # is produced, but its PUBACK comes after the disconnect and the broker redelivers it.
+        self._admit = threading.Lock()
         self._closed = threading.Event()  # worker may exit
         self._connected = threading.Event()
         self._subscribed = threading.Event()
@@ -234,7 +238,8 @@ class Bridge:
             # Messages the broker had already queued for us still arrive after UNSUBACK.
             while time.monotonic() - self._last_message_at < 1.0:
                 time.sleep(0.2)
-        self._stopping.set()
+        with self._admit:
+            self._stopping.set()
         drained = self.window.wait_empty(self.config.drain_timeout_s)
         if self._producer is not None:
             try:
@@ -339,10 +344,11 @@ class Bridge:
         self._unsubscribed.set()
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
-        if self._stopping.is_set():
-            return  # not acknowledged: stays in our session for the next start
+        with self._admit:
+            if self._stopping.is_set():
+                return  # not acknowledged: stays in our session for the next start
+            ticket = self.window.add(msg.mid, msg.qos)
         self._last_message_at = time.monotonic()
-        ticket = self.window.add(msg.mid, msg.qos)
         self.metrics.inc("received")
         if msg.dup:
             self.metrics.inc("redelivered")
