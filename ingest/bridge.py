@@ -256,6 +256,12 @@ class Bridge:
             props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = 0
         self._client.disconnect(properties=props)
+        # paho's loop_stop does not wait for queued packets: without this the last PUBACKs can be
+        # left unsent, and the broker redelivers (duplicates) what Kafka already holds. on_disconnect
+        # runs once the DISCONNECT, queued after them, has been written.
+        deadline = time.monotonic() + 5.0
+        while self._connected.is_set() and time.monotonic() < deadline:
+            time.sleep(0.01)
         self._client.loop_stop()
         self._closed.set()
         if self._worker is not None:
