@@ -701,6 +701,9 @@ OPS_EVENT_VERSION = 1
 WORKER_DEAD_LETTER_VERSION = 1
 
 
+CHANGE_KINDS = ("trip", "alert")
+
+
 class ChangeOp(StrEnum):
     UPSERT = "upsert"  # the record is new or replaces the one with the same id
     RETRACT = "retract"  # the id no longer holds (kept for audit, with the reason)
@@ -728,6 +731,18 @@ class Change:
     order_id: str | None = None
     v: int = CHANGE_VERSION
 
+    @property
+    def retracted(self) -> bool:
+        return self.op is ChangeOp.RETRACT
+
+    @property
+    def trip(self) -> Trip | None:
+        return self.record if isinstance(self.record, Trip) else None
+
+    @property
+    def alert(self) -> Alert | None:
+        return self.record if isinstance(self.record, Alert) else None
+
     def to_dict(self) -> dict[str, Any]:
         return _drop_none(
             {
@@ -748,29 +763,39 @@ class Change:
         return orjson.dumps(self.to_dict())
 
 
-def parse_change(raw: bytes | str | dict[str, Any]) -> Change:
+def parse_change(raw: bytes | str | dict[str, Any], kind: str | None = None) -> Change:
+    """A trip or alert change; ``kind`` (a reader of one topic) refuses the other kind."""
     obj = _load(raw)
     _version(obj, CHANGE_VERSION)
-    kind = _str(obj, "kind")
-    if kind not in ("trip", "alert"):
-        raise ContractError("bad_value", "kind", kind, "must be trip or alert")
+    found_kind = _str(obj, "kind")
+    if found_kind not in CHANGE_KINDS:
+        raise ContractError("bad_value", "kind", found_kind, "must be trip or alert")
+    if kind is not None and found_kind != kind:
+        raise ContractError("bad_value", "kind", found_kind, f"this topic carries {kind} changes")
     op_raw = _str(obj, "op")
     try:
         op = ChangeOp(op_raw)
     except ValueError:
         raise ContractError("bad_value", "op", op_raw, "must be upsert or retract") from None
+    change_id = _str(obj, "id")
+    revision = _int(obj, "revision")
+    if not 0 <= revision < 2**63:  # a bigint column in the database
+        raise ContractError("bad_value", "revision", revision, "expected a non-negative 64-bit integer")
     record_raw = _get(obj, "record", required=op is ChangeOp.UPSERT)
     record: Trip | Alert | None = None
     if record_raw is not None:
         if not isinstance(record_raw, dict):
             raise ContractError("bad_type", "record", record_raw, "expected a JSON object")
-        record = parse_trip(record_raw) if kind == "trip" else parse_alert(record_raw)
+        record = parse_trip(record_raw) if found_kind == "trip" else parse_alert(record_raw)
+        own_id = record.trip_id if isinstance(record, Trip) else record.alert_id
+        if own_id != change_id:
+            raise ContractError("bad_value", "id", change_id, f"differs from the record's own id {own_id!r}")
     return Change(
-        kind=kind,
+        kind=found_kind,
         op=op,
-        id=_str(obj, "id"),
+        id=change_id,
         vehicle_id=_str(obj, "vehicle_id", max_len=16),
-        revision=_int(obj, "revision"),
+        revision=revision,
         emitted_at=_ts(obj, "emitted_at"),
         record=record,
         reason=_str(obj, "reason", required=False),

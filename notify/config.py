@@ -12,7 +12,9 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
-SEVERITY_RANK = {"yellow": 1, "red": 2}
+from fleetwatch.records import Severity
+
+SEVERITY_RANK = {s.value: s.rank for s in Severity}
 CHANNEL_TYPES = ("webhook", "dingtalk", "wecom", "email", "mqtt")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 

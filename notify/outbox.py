@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg.types.json import Jsonb
 
-from fleetwatch.records import ContractError, parse_alert
+from fleetwatch.records import Alert, Severity
 from fleetwatch.settings import Settings
 from notify.channels import Channel, DeliveryError
 from notify.config import SEVERITY_RANK, Route, Routing
@@ -29,18 +29,12 @@ log = logging.getLogger(__name__)
 Conn = psycopg.Connection[tuple[Any, ...]]
 
 
-def alert_payload(record: dict[str, Any], revision: int) -> dict[str, Any]:
-    """The facts a notice carries, checked against the alert contract (raises `ContractError`)."""
-    body = dict(record)
-    severity = body.pop("severity", "yellow")
-    if severity not in SEVERITY_RANK:
-        raise ContractError("bad_value", "severity", severity, "must be yellow or red")
-    body.pop("due", None)
-    alert = parse_alert(body)
+def alert_payload(alert: Alert, revision: int) -> dict[str, Any]:
+    """The facts a notice carries (an alert without a severity is yellow, as before v1 had one)."""
     payload = alert.to_dict()
     payload.pop("v", None)
     payload.pop("status", None)
-    payload.update(severity=severity, revision=revision)
+    payload.update(severity=(alert.severity or Severity.YELLOW).value, revision=revision)
     return payload
 
 

@@ -14,13 +14,12 @@ from kafka.consumer.fetcher import ConsumerRecord
 
 from fleetwatch import topics
 from fleetwatch.kafka_io import make_consumer
-from fleetwatch.records import ContractError
+from fleetwatch.records import ContractError, parse_change
 from fleetwatch.settings import Settings
 from notify.channels import build_channel
 from notify.config import Routing
 from notify.escalation import escalate_overdue
 from notify.outbox import Conn, Dispatcher, DispatchStats, alert_payload, enqueue_retraction, enqueue_upsert
-from sink.envelope import open_envelope
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +64,13 @@ class Notifier:
             for record in records:
                 self.stats.records += 1
                 try:
-                    env = open_envelope(record.value, "alert")
-                    if env.retracted:
+                    change = parse_change(record.value, "alert")
+                    if change.retracted or change.alert is None:
                         self.stats.queued += enqueue_retraction(
-                            conn, self.routing, env.id, env.revision, env.reason, now, self.tz
+                            conn, self.routing, change.id, change.revision, change.reason, now, self.tz
                         )
                         continue
-                    assert env.record is not None
-                    payload = alert_payload(env.record, env.revision)
+                    payload = alert_payload(change.alert, change.revision)
                 except ContractError as exc:
                     # The sink dead-letters the same record with the same reason; here it is only skipped.
                     self.stats.rejected += 1

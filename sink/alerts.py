@@ -14,11 +14,9 @@ from dataclasses import dataclass
 from psycopg.types.json import Jsonb
 
 from fleetwatch import topics
-from fleetwatch.records import ContractError, parse_alert
+from fleetwatch.records import Severity, parse_change
 from sink.base import Record, Row, StagedSink, value_of
-from sink.envelope import check_id, open_envelope
 
-SEVERITIES = ("yellow", "red")
 _FACTS = ("type", "severity", "vehicle_id", "org", "start_at", "end_at", "lat", "lon", "raised_at", "due_at",
           "details", "trip_id")  # fmt: skip
 _RETRACTION = ("revision", "retract_reason", "retract_order_id")
@@ -75,18 +73,15 @@ class AlertsSink(StagedSink):
     """
 
     def decode(self, record: Record) -> Row:
-        env = open_envelope(value_of(record), "alert")
-        tail = (env.revision, env.reason, env.order_id, env.retracted, env.record is not None, record.offset)
-        if env.record is None:
-            return (env.id, *([None] * len(_FACTS)), *tail)
-        body = dict(env.record)
-        severity = body.pop("severity", "yellow")
-        if severity not in SEVERITIES:
-            raise ContractError("bad_value", "severity", severity, f"must be one of: {', '.join(SEVERITIES)}")
-        body.pop("due", None)  # derived from raised_at by the record itself
-        alert = parse_alert(body)
-        check_id(env, alert.alert_id)
+        change = parse_change(value_of(record), "alert")
+        tail = (change.revision, change.reason, change.order_id, change.retracted, change.record is not None,
+                record.offset)  # fmt: skip
+        alert = change.alert
+        if alert is None:
+            return (change.id, *([None] * len(_FACTS)), *tail)
+        severity = alert.severity or Severity.YELLOW  # alerts written before v1 had severity
         return (
-            alert.alert_id, alert.type.value, severity, alert.vehicle_id, alert.org, alert.start, alert.end,
-            alert.lat, alert.lon, alert.raised_at, alert.due, Jsonb(alert.details), alert.trip_id, *tail,
+            alert.alert_id, alert.type.value, severity.value, alert.vehicle_id, alert.org, alert.start,
+            alert.end, alert.lat, alert.lon, alert.raised_at, alert.due, Jsonb(alert.details), alert.trip_id,
+            *tail,
         )  # fmt: skip

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fleetwatch import topics
-from fleetwatch.records import parse_trip
+from fleetwatch.records import parse_change
 from sink.base import Record, Row, StagedSink, value_of
-from sink.envelope import check_id, open_envelope
 
 _TRIP_COLUMNS = ("vehicle_id", "org", "start_at", "end_at", "start_lat", "start_lon", "end_lat", "end_lon",
                  "distance_m", "max_speed_kmh", "fix_count", "order_id")  # fmt: skip
@@ -44,12 +43,11 @@ class TripsSink(StagedSink):
     """
 
     def decode(self, record: Record) -> Row:
-        env = open_envelope(value_of(record), "trip")
-        tail = (env.revision, env.retracted, env.reason, env.record is not None, record.offset)
-        if env.record is None:
-            return (env.id, env.vehicle_id, *([None] * (len(_TRIP_COLUMNS) - 1)), *tail)
-        trip = parse_trip(env.record)
-        check_id(env, trip.trip_id)
+        change = parse_change(value_of(record), "trip")
+        tail = (change.revision, change.retracted, change.reason, change.record is not None, record.offset)
+        trip = change.trip
+        if trip is None:
+            return (change.id, change.vehicle_id, *([None] * (len(_TRIP_COLUMNS) - 1)), *tail)
         return (
             trip.trip_id, trip.vehicle_id, trip.org, trip.start, trip.end, trip.start_lat, trip.start_lon,
             trip.end_lat, trip.end_lon, trip.distance_m, trip.max_speed_kmh, trip.fix_count, trip.order_id,

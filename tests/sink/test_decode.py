@@ -10,10 +10,9 @@ import psycopg
 import pytest
 from kafka.consumer.fetcher import ConsumerRecord
 
-from fleetwatch.records import ContractError
+from fleetwatch.records import Alert, AlertType, ContractError, parse_change
 from sink.alerts import AlertsSink
 from sink.deadletter import MAX_PAYLOAD_BYTES, DeadLetter, parse_dead_letter
-from sink.envelope import open_envelope
 from sink.positions import PositionsSink
 from sink.registry import SINKS, make_sinks
 from sink.runner import is_record_error
@@ -55,7 +54,8 @@ CHANGE = {"v": 1, "kind": "alert", "op": "retract", "id": "a1", "vehicle_id": "V
         ({"v": 2}, "v", "unknown_version"),
         ({"kind": "trip"}, "kind", "bad_value"),
         ({"revision": -1}, "revision", "bad_value"),
-        ({"revision": True}, "revision", "bad_value"),
+        ({"revision": True}, "revision", "bad_type"),
+        ({"revision": 2**63}, "revision", "bad_value"),
         ({"op": "delete"}, "op", "bad_value"),
         ({"op": "upsert"}, "record", "missing_field"),
         ({"reason": 5}, "reason", "bad_type"),
@@ -64,20 +64,28 @@ CHANGE = {"v": 1, "kind": "alert", "op": "retract", "id": "a1", "vehicle_id": "V
 )
 def test_change_envelope_errors_name_the_field(change: dict[str, Any], field: str, code: str) -> None:
     with pytest.raises(ContractError) as err:
-        open_envelope(orjson.dumps(CHANGE | change), "alert")
+        parse_change(orjson.dumps(CHANGE | change), "alert")
     assert (err.value.field, err.value.code) == (field, code)
 
 
 def test_a_bare_retraction_carries_id_revision_reason_and_order() -> None:
-    env = open_envelope(orjson.dumps(CHANGE), "alert")
-    assert (env.id, env.revision, env.retracted, env.record, env.reason, env.order_id) == (
+    change = parse_change(orjson.dumps(CHANGE), "alert")
+    assert (change.id, change.revision, change.retracted, change.record, change.reason, change.order_id) == (
         "a1", 3, True, None, "exempted", "O-1")  # fmt: skip
 
 
 def test_alert_severity_and_vehicle_state_fields_are_checked() -> None:
-    upsert = CHANGE | {"op": "upsert", "record": {"alert_id": "a1", "severity": "green"}}
+    start = datetime(2026, 11, 21, 2, tzinfo=UTC)
+    alert = Alert.new(AlertType.OFF_HOURS, "V", "js", start, None, 32.0, 118.0, start)
+    upsert = CHANGE | {"op": "upsert", "id": alert.alert_id, "record": alert.to_dict()}
+    row = AlertsSink().decode(record(orjson.dumps(upsert)))
+    assert row[:3] == (alert.alert_id, "off_hours", "yellow")  # no severity: yellow, as before v1 had one
     with pytest.raises(ContractError, match="severity"):
-        AlertsSink().decode(record(orjson.dumps(upsert)))
+        green = alert.to_dict() | {"severity": "green"}
+        AlertsSink().decode(record(orjson.dumps(upsert | {"record": green})))
+    with pytest.raises(ContractError) as other:
+        AlertsSink().decode(record(orjson.dumps(upsert | {"id": "a2"})))
+    assert other.value.field == "id"
     state = {"v": 1, "vehicle_id": "V", "org": "js", "ts": "2026-11-21T10:00:00+08:00", "lat": 32.0,
              "lon": 118.0, "speed_kmh": 0, "acc": "yes", "status": "parked",
              "updated_at": "2026-11-21T10:00:05+08:00"}  # fmt: skip

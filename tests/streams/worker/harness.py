@@ -172,9 +172,13 @@ class World:
         return {v.device_id: v.password for v in self.dataset.world.vehicles}
 
 
-def scenario_world(settings: Settings, directory: Path, seed: int) -> World:
-    """The whole scenario catalogue with transport faults, written out and its devices registered."""
-    ds = build_scenarios(list(SCENARIOS), seed, MotionConfig(10, 300, invalid_rate=0.01), FAULTS)
+def scenario_world(
+    settings: Settings, directory: Path, seed: int, names: list[str] | None = None, namespace: str = ""
+) -> World:
+    """Scenarios (default: the whole catalogue) with transport faults, written out and their devices
+    registered; a namespace keeps the ids apart from earlier runs' rows in the database."""
+    motion = MotionConfig(10, 300, invalid_rate=0.01)
+    ds = build_scenarios(names or list(SCENARIOS), seed, motion, FAULTS, namespace=namespace)
     write_dataset(ds, directory)
     add_devices(settings, [(v.device_id, v.vehicle_id, v.password) for v in ds.world.vehicles])
     return World(directory, ds)
