@@ -64,6 +64,13 @@ class Settings(BaseSettings):
     #: Longest pause between reconnection attempts while the database is away.
     sink_retry_max_seconds: float = 5.0
 
+    # --- dashboards (Grafana) ------------------------------------------------------------------
+    #: XYZ tile URL for the map panels' basemap, e.g. Tianditu's (CGCS2000 ≈ WGS-84). Empty: the
+    #: offline basemap (permitted regions' outlines). Never a GCJ-02 source (AMap, Tencent): every
+    #: vehicle would be drawn ~500 m off.
+    dashboards_tile_url: str = ""
+    dashboards_tile_attribution: str = ""
+
     # --- contract limits -----------------------------------------------------------------
     max_future_seconds: float = 300.0
     max_speed_kmh: float = 250.0
