@@ -25,7 +25,9 @@ KIND_TYPES = {
     "text": {"text", "varchar", "bpchar", "name"},
     "bool": {"bool"},
 }
-#: Grafana panel types whose options the SDK knows (core panels); anything else would need a plugin.
+#: Grafana's built-in Geomap layer types (base layers and data layers).
+GEOMAP_LAYER_TYPES = {"xyz", "carto", "esri-xyz", "osm-standard", "geojson", "markers", "heatmap", "route",
+                      "lastPointTracker", "photos", "network", "dayNight"}  # fmt: skip
 _LINK_VAR_RE = re.compile(r"var-(\w+)=")
 _LINK_UID_RE = re.compile(r"^/d/([\w-]+)/")
 
@@ -101,6 +103,9 @@ def static_problems(boards: Mapping[str, Json], datasource_uids: set[str] | None
             if missing:
                 problems.append(f"{name}: {where} uses undefined variable(s) {sorted(missing)}")
         for p in board.get("panels", []):
+            refs = [t.get("refId") for t in p.get("targets", [])]
+            if len(refs) != len(set(refs)) or set(refs) != set(p.get("fleetwatch", {}).get("shape", {})):
+                problems.append(f"{name}: panel {p.get('title')!r}: refIds {refs} repeat or do not match its shapes")
             if runtime.panelcfg_config(p.get("type", "")) is None:
                 problems.append(f"{name}: panel {p.get('title')!r}: type {p.get('type')!r} is not a core panel")
             for ref_id, s in p.get("fleetwatch", {}).get("shape", {}).items():
@@ -155,9 +160,11 @@ def _decoded_problems(name: str, board: Json, decoded: Any, panel_cls: type) -> 
             problems.append(f"{name}: panel {raw['title']!r} decoded as {model.type_val} with "
                             f"{len(model.targets or [])} targets")  # fmt: skip
         if raw["type"] == "geomap":
-            layers = getattr(model.options, "layers", None)
-            if not layers or [layer.type_val for layer in layers] != [x["type"] for x in raw["options"]["layers"]]:
-                problems.append(f"{name}: panel {raw['title']!r}: geomap layers did not decode")
+            layers = [*(getattr(model.options, "layers", None) or []), getattr(model.options, "basemap", None)]
+            types = [getattr(layer, "type_val", None) for layer in layers]
+            if len(layers) != len(raw["options"]["layers"]) + 1 or not set(types) <= GEOMAP_LAYER_TYPES:
+                problems.append(f"{name}: panel {raw['title']!r}: geomap layers did not decode to known "
+                                f"layer types: {types}")  # fmt: skip
     names = [v.name for v in decoded.templating.list_val or []]
     if names != [v["name"] for v in board["templating"]["list"]]:
         problems.append(f"{name}: variables decoded as {names}")

@@ -451,6 +451,7 @@ GROUP BY 1 ORDER BY 1""",
 FROM positions
 WHERE {_ARRIVED.format(column="stored_at")} AND org IN ($unit)
 GROUP BY 1 ORDER BY 1""",
+        "B",
         format="time_series",
         needs={"time": "time", "sink rows/s": "number"},
     )

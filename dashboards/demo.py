@@ -30,7 +30,7 @@ from fleetwatch.kafka_io import create_topic, delete_topic, make_producer
 from fleetwatch.records import Alert, Fix, format_timestamp, parse_fix
 from fleetwatch.settings import Settings
 from simulator._dataset import Dataset
-from simulator._world import rules_document, write_world
+from simulator._world import World, rules_document, write_world
 from store.db import connect
 from store.registry import DeviceRow, OrgRow, VehicleRow, upsert_registry
 
@@ -54,9 +54,9 @@ class DemoLoad:
     sink_records_per_s: float = 0.0
 
 
-def register_world(settings: Settings, ds: Dataset) -> tuple[int, int, int]:
-    """Upsert the dataset's org tree, vehicles and devices (what `fleetwatch db import-registry` does)."""
-    doc = rules_document(ds.world)
+def register_world(settings: Settings, world: World) -> tuple[int, int, int]:
+    """Upsert a world's org tree, vehicles and devices (what `fleetwatch db import-registry` does)."""
+    doc = rules_document(world)
     with connect(settings) as conn:
         return upsert_registry(
             conn,
@@ -121,30 +121,35 @@ def demo_topics(tag: str) -> dict[str, str]:
     return {table: f"fw-demo-{tag}-{table}" for table in TABLES}
 
 
-def _records(ds: Dataset, result: Any, states: list[dict[str, Any]], table: str) -> Iterator[tuple[bytes, bytes]]:
+Record = tuple[bytes, bytes, int | None]
+
+
+def _records(ds: Dataset, result: Any, states: list[dict[str, Any]], table: str) -> Iterator[Record]:
     if table == "positions":
+        # Stamped with the terminal's send time, as the bridge's record would be when live: the
+        # pipeline-health lags then read as they would for this traffic.
         for vehicle, m in ds.messages():
-            yield vehicle.vehicle_id.encode(), m.payload
+            yield vehicle.vehicle_id.encode(), m.payload, int(m.emit * 1000)
     elif table == "orders":
         for order in ds.orders:
-            yield order.order_id.encode(), order.to_json()
+            yield order.order_id.encode(), order.to_json(), None
     elif table == "trips":
         for trip in result.sorted_trips():
-            yield trip.vehicle_id.encode(), orjson.dumps({**trip.to_dict(), "revision": 1})
+            yield trip.vehicle_id.encode(), orjson.dumps({**trip.to_dict(), "revision": 1}), None
     elif table == "alerts":
         for alert in result.sorted_alerts():
-            yield alert.vehicle_id.encode(), orjson.dumps({**alert.to_dict(), "revision": 1})
+            yield alert.vehicle_id.encode(), orjson.dumps({**alert.to_dict(), "revision": 1}), None
     else:
         for row in states:
-            yield row["vehicle_id"].encode(), orjson.dumps(row)
+            yield row["vehicle_id"].encode(), orjson.dumps(row), None
 
 
-def produce(settings: Settings, topic: str, records: Iterable[tuple[bytes, bytes]]) -> int:
+def produce(settings: Settings, topic: str, records: Iterable[Record]) -> int:
     producer = make_producer(settings, client_id="fleetwatch-dashboards-demo")
     count = 0
     try:
-        for key, value in records:
-            producer.send(topic, key=key, value=value)
+        for key, value, timestamp_ms in records:
+            producer.send(topic, key=key, value=value, timestamp_ms=timestamp_ms)
             count += 1
         producer.flush(300)
     finally:
@@ -160,6 +165,7 @@ def load(
     state_at: datetime | None = None,
     tables: tuple[str, ...] = TABLES,
     progress: Progress | None = None,
+    register: bool = True,
 ) -> DemoLoad:
     """Register, detect, produce to per-load topics, run the sink until idle, drop the topics."""
     from sink.registry import make_sinks
@@ -167,7 +173,8 @@ def load(
 
     say = progress or (lambda _text: None)
     out = DemoLoad()
-    register_world(settings, ds)
+    if register:
+        register_world(settings, ds.world)
     started = time.monotonic()
     result = detect(ds) if {"trips", "alerts", "vehicle_state"} & set(tables) else None
     out.detect_seconds = time.monotonic() - started

@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "streams.cli",  # fleetwatch detect / score
     "store.cli",  # fleetwatch db migrate|status|maintain|account|import-registry
     "sink.cli",  # fleetwatch sink
+    "dashboards.cli",  # fleetwatch dashboards build|check|provision|demo
 )
 
 
