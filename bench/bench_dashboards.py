@@ -4,10 +4,10 @@ Load (``--load``; run it against a database of its own, e.g. ``FLEETWATCH_PG_DAT
 after ``fleetwatch db migrate``): the simulator's fleet (``--vehicles``, default 5,000) over the
 last ``--days`` (7) days, day by day, one fix per 10 s while moving and a heartbeat per 600 s parked
 (so 5,000 x 7 days is ~12 M fixes), produced to a Kafka topic with ``kcat`` (the Python producer
-would take longer than the rest together) and stored by the sink; detection over the first ``--detect-vehicles``
-(1,000) vehicles' last working day gives trips and alerts (detection over all would take longer
-than the whole load on 2 cores); a ``--map-vehicles`` (31,000) fleet gives the live map's vehicle_state;
-``fleetwatch db maintain``'s rollup rebuilds kpi_daily.
+would take longer than the rest together) and stored by the sink; detection over the first
+``--detect-vehicles`` (1,000) vehicles' last working day gives trips and alerts (detection over all
+would take longer than the whole load on 2 cores); a ``--map-vehicles`` (31,000) fleet gives the
+live map's vehicle_state; ``fleetwatch db maintain``'s rollup rebuilds kpi_daily.
 
 Measure: each dashboard's variable, panel and annotation queries, interpolated as Grafana would,
 ``--repeat`` times; the median of each. Baseline in the same run: a full ``count(*)`` of positions
@@ -54,8 +54,9 @@ def _sink(settings: Settings, overrides: dict[str, str], group: str, dlq: str) -
     from sink.registry import make_sinks
     from sink.runner import SinkRunner
 
-    runner = SinkRunner(settings, make_sinks(list(overrides), overrides), group=group, dlq_topic=dlq,
-                        stop=threading.Event())  # fmt: skip
+    runner = SinkRunner(
+        settings, make_sinks(list(overrides), overrides), group=group, dlq_topic=dlq, stop=threading.Event()
+    )
     started = time.monotonic()
     stats = runner.run(idle_exit_s=10.0, progress_every_s=60)
     return stats.records, time.monotonic() - started - 10.0, stats.records_per_s
@@ -64,7 +65,9 @@ def _sink(settings: Settings, overrides: dict[str, str], group: str, dlq: str) -
 def load(settings: Settings, vehicles: int, days: int, map_vehicles: int, detect_vehicles: int) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     start = now - timedelta(days=days)
-    register_world(settings, build_world(SEED, (map_vehicles * 3 + 3) // 4, map_vehicles - (map_vehicles * 3 + 3) // 4))
+    register_world(
+        settings, build_world(SEED, (map_vehicles * 3 + 3) // 4, map_vehicles - (map_vehicles * 3 + 3) // 4)
+    )
     tag = f"bench{int(time.time())}"
     topics = {t: f"fw-bench-{tag}-{t}" for t in ("positions", "trips", "alerts", "vehicle_state", "dlq")}
     for table, topic in topics.items():
@@ -75,9 +78,22 @@ def load(settings: Settings, vehicles: int, days: int, map_vehicles: int, detect
         t0 = time.monotonic()
         for day in range(days):
             day_start = start + timedelta(days=day)
-            ds = build_fleet(vehicles, SEED, day_start, timedelta(days=1), 0.05, motion, seq_base=day * 1_000_000)
+            ds = build_fleet(
+                vehicles, SEED, day_start, timedelta(days=1), 0.05, motion, seq_base=day * 1_000_000
+            )
             kcat = subprocess.Popen(
-                ["kcat", "-P", "-b", settings.kafka_bootstrap, "-t", topics["positions"], "-K", "\t", "-z", "lz4"],
+                [
+                    "kcat",
+                    "-P",
+                    "-b",
+                    settings.kafka_bootstrap,
+                    "-t",
+                    topics["positions"],
+                    "-K",
+                    "\t",
+                    "-z",
+                    "lz4",
+                ],
                 stdin=subprocess.PIPE,
             )
             assert kcat.stdin is not None
@@ -89,28 +105,48 @@ def load(settings: Settings, vehicles: int, days: int, map_vehicles: int, detect
             if kcat.wait() != 0:
                 raise SystemExit("kcat failed")
             total += count
-            console.print(f"day {day + 1}/{days}: {count:,} fixes produced ({total:,} so far, "
-                          f"{time.monotonic() - t0:.0f} s)")  # fmt: skip
+            console.print(
+                f"day {day + 1}/{days}: {count:,} fixes produced ({total:,} so far, "
+                f"{time.monotonic() - t0:.0f} s)"
+            )
             del ds
         workdays = [d for d in range(days) if is_workday((start + timedelta(days=d)).date())]
         detect_day = start + timedelta(days=workdays[-1] if workdays else days - 1)
-        sample = build_fleet(detect_vehicles, SEED, detect_day, timedelta(days=1), 0.05, motion,
-                             seq_base=(workdays[-1] if workdays else days - 1) * 1_000_000)  # fmt: skip
+        sample = build_fleet(
+            detect_vehicles,
+            SEED,
+            detect_day,
+            timedelta(days=1),
+            0.05,
+            motion,
+            seq_base=(workdays[-1] if workdays else days - 1) * 1_000_000,
+        )
         started = time.monotonic()
         result = detect(sample)
-        console.print(f"detection over {detect_vehicles:,} vehicles on {detect_day:%Y-%m-%d %H:%M}: "
-                      f"{len(result.trips):,} trips, {len(result.alerts):,} alerts in {time.monotonic() - started:.0f} s")
+        console.print(
+            f"detection over {detect_vehicles:,} vehicles on {detect_day:%Y-%m-%d %H:%M}: "
+            f"{len(result.trips):,} trips, {len(result.alerts):,} alerts "
+            f"in {time.monotonic() - started:.0f} s"
+        )
         for table in ("trips", "alerts"):
             produce(settings, topics[table], _records(sample, result, [], table))
-        records, seconds, rate = _sink(settings, {t: topics[t] for t in ("positions", "trips", "alerts")},
-                                       f"fw-bench-{tag}", topics["dlq"])  # fmt: skip
+        records, seconds, rate = _sink(
+            settings,
+            {t: topics[t] for t in ("positions", "trips", "alerts")},
+            f"fw-bench-{tag}",
+            topics["dlq"],
+        )
         console.print(f"sink: {records:,} records in {seconds:.0f} s ({rate:,.0f} records/s)")
         fleet = build_fleet(map_vehicles, SEED, now - timedelta(minutes=10), timedelta(minutes=10), 0.05)
         states = vehicle_states(fleet, (), now)
-        produce(settings, topics["vehicle_state"], ((r["vehicle_id"].encode(), orjson.dumps(r), None)
-                                                    for r in states))  # fmt: skip
-        records, seconds, rate = _sink(settings, {"vehicle_state": topics["vehicle_state"]}, f"fw-bench-{tag}-vs",
-                                       topics["dlq"])  # fmt: skip
+        produce(
+            settings,
+            topics["vehicle_state"],
+            ((r["vehicle_id"].encode(), orjson.dumps(r), None) for r in states),
+        )
+        records, seconds, rate = _sink(
+            settings, {"vehicle_state": topics["vehicle_state"]}, f"fw-bench-{tag}-vs", topics["dlq"]
+        )
         console.print(f"vehicle_state: {records:,} rows via the sink")
     finally:
         for topic in topics.values():
@@ -133,14 +169,20 @@ def measure(settings: Settings, repeat: int) -> None:
     started = time.perf_counter()
     conn.execute("SELECT count(*) FROM positions").fetchone()
     baseline = time.perf_counter() - started
-    console.print(f"database: {positions:,} positions, {map_vehicles:,} vehicles in vehicle_state, {trips:,} trips, "
-                  f"{alerts:,} alerts; baseline full count(*) of positions {baseline * 1000:.0f} ms")  # fmt: skip
+    console.print(
+        f"database: {positions:,} positions, {map_vehicles:,} vehicles in vehicle_state, {trips:,} trips, "
+        f"{alerts:,} alerts; baseline full count(*) of positions {baseline * 1000:.0f} ms"
+    )
     now = newest + timedelta(seconds=1) if newest else datetime.now(UTC)
     row = conn.execute("SELECT vehicle_id FROM trips ORDER BY start_at DESC LIMIT 1").fetchone()
     vehicle = str(row[0]) if row else ""
-    ranges = {"fw-live-map": timedelta(minutes=15), "fw-alerts-sla": timedelta(days=7),
-              "fw-track-replay": timedelta(days=1), "fw-fleet-kpis": timedelta(days=30),
-              "fw-pipeline": timedelta(minutes=15)}  # fmt: skip
+    ranges = {
+        "fw-live-map": timedelta(minutes=15),
+        "fw-alerts-sla": timedelta(days=7),
+        "fw-track-replay": timedelta(days=1),
+        "fw-fleet-kpis": timedelta(days=30),
+        "fw-pipeline": timedelta(minutes=15),
+    }
     timings: dict[tuple[str, str], list[float]] = {}
     last: dict[tuple[str, str], QueryResult] = {}
     for _ in range(repeat):
@@ -155,17 +197,28 @@ def measure(settings: Settings, repeat: int) -> None:
     rows = sorted(((statistics.median(v), k) for k, v in timings.items()), reverse=True)
     for seconds, key in rows:
         target = 0.2 if key[0] == "fw-live-map" and not key[1].startswith("variable") else 1.0
-        table.add_row(key[0], escape(key[1]), f"{last[key].rows:,}", f"{seconds * 1000:.1f}", f"{seconds / baseline:.3f}",
-                      f"{target * 1000:.0f}", "yes" if seconds <= target else "[red]NO[/]")  # fmt: skip
+        table.add_row(
+            key[0],
+            escape(key[1]),
+            f"{last[key].rows:,}",
+            f"{seconds * 1000:.1f}",
+            f"{seconds / baseline:.3f}",
+            f"{target * 1000:.0f}",
+            "yes" if seconds <= target else "[red]NO[/]",
+        )
     console.print(table)
     slowest_s, slowest = rows[0]
     live = max(s for s, k in rows if k[0] == "fw-live-map")
-    console.print(f"slowest: {slowest[0]} / {slowest[1]} {slowest_s * 1000:.0f} ms (target 1000 ms); "
-                  f"live map slowest query {live * 1000:.0f} ms over {map_vehicles:,} vehicles (target 200 ms)")  # fmt: skip
+    console.print(
+        f"slowest: {slowest[0]} / {slowest[1]} {slowest_s * 1000:.0f} ms (target 1000 ms); "
+        f"live map slowest query {live * 1000:.0f} ms over {map_vehicles:,} vehicles (target 200 ms)"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--load", action="store_true", help="load the fleet first (minutes)")
     parser.add_argument("--vehicles", type=int, default=5000)
     parser.add_argument("--days", type=int, default=7)

@@ -41,8 +41,11 @@ def stale_files(directory: Path = JSON_DIR) -> list[str]:
     """Committed dashboard files that differ from what the Python definitions render (or are missing)."""
     wanted = render()
     present = {p.name for p in directory.glob("*.json")}
-    stale = [n for n, text in wanted.items() if not (directory / n).is_file()
-             or (directory / n).read_text(encoding="utf-8") != text]  # fmt: skip
+    stale = [
+        n
+        for n, text in wanted.items()
+        if not (directory / n).is_file() or (directory / n).read_text(encoding="utf-8") != text
+    ]
     return sorted(stale + [n for n in present - set(wanted)])
 
 

@@ -3,6 +3,7 @@ panel query, interpolated as Grafana would, run against the database as a given 
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -26,8 +27,20 @@ KIND_TYPES = {
     "bool": {"bool"},
 }
 #: Grafana's built-in Geomap layer types (base layers and data layers).
-GEOMAP_LAYER_TYPES = {"xyz", "carto", "esri-xyz", "osm-standard", "geojson", "markers", "heatmap", "route",
-                      "lastPointTracker", "photos", "network", "dayNight"}  # fmt: skip
+GEOMAP_LAYER_TYPES = {
+    "xyz",
+    "carto",
+    "esri-xyz",
+    "osm-standard",
+    "geojson",
+    "markers",
+    "heatmap",
+    "route",
+    "lastPointTracker",
+    "photos",
+    "network",
+    "dayNight",
+}
 _LINK_VAR_RE = re.compile(r"var-(\w+)=")
 _LINK_UID_RE = re.compile(r"^/d/([\w-]+)/")
 
@@ -79,7 +92,9 @@ def static_problems(boards: Mapping[str, Json], datasource_uids: set[str] | None
     uids = datasource_uids if datasource_uids is not None else provisioned_datasource_uids()
     problems: list[str] = []
     seen: dict[str, str] = {}
-    variables_of = {b.get("uid"): {v["name"] for v in b.get("templating", {}).get("list", [])} for b in boards.values()}
+    variables_of = {
+        b.get("uid"): {v["name"] for v in b.get("templating", {}).get("list", [])} for b in boards.values()
+    }
     for name, board in boards.items():
         uid = board.get("uid")
         if not uid or uid in seen:
@@ -90,13 +105,17 @@ def static_problems(boards: Mapping[str, Json], datasource_uids: set[str] | None
             problems.append(f"{name}: panel ids repeat: {ids}")
         for where, ref in _datasource_refs(board):
             if not isinstance(ref, dict) or ref.get("uid") not in uids:
-                problems.append(f"{name}: {where}: datasource {ref!r} is not a provisioned datasource {sorted(uids)}")
+                problems.append(
+                    f"{name}: {where}: datasource {ref!r} is not a provisioned datasource {sorted(uids)}"
+                )
         defined: list[str] = []
         for var in board.get("templating", {}).get("list", []):
             if var.get("type") == "query":
                 missing = variables_used(str(var.get("query", ""))) - set(defined)
                 if missing:
-                    problems.append(f"{name}: variable {var['name']!r} uses {sorted(missing)} before they are defined")
+                    problems.append(
+                        f"{name}: variable {var['name']!r} uses {sorted(missing)} before they are defined"
+                    )
             defined.append(var["name"])
         for where, sql in sql_texts(board):
             missing = variables_used(sql) - set(defined)
@@ -105,12 +124,18 @@ def static_problems(boards: Mapping[str, Json], datasource_uids: set[str] | None
         for p in board.get("panels", []):
             refs = [t.get("refId") for t in p.get("targets", [])]
             if len(refs) != len(set(refs)) or set(refs) != set(p.get("fleetwatch", {}).get("shape", {})):
-                problems.append(f"{name}: panel {p.get('title')!r}: refIds {refs} repeat or do not match its shapes")
+                problems.append(
+                    f"{name}: panel {p.get('title')!r}: refIds {refs} repeat or do not match its shapes"
+                )
             if runtime.panelcfg_config(p.get("type", "")) is None:
-                problems.append(f"{name}: panel {p.get('title')!r}: type {p.get('type')!r} is not a core panel")
+                problems.append(
+                    f"{name}: panel {p.get('title')!r}: type {p.get('type')!r} is not a core panel"
+                )
             for ref_id, s in p.get("fleetwatch", {}).get("shape", {}).items():
                 if s["format"] == "time_series" and s["needs"].get("time") != "time":
-                    problems.append(f"{name}: panel {p['title']!r} {ref_id}: a time series needs a time column")
+                    problems.append(
+                        f"{name}: panel {p['title']!r} {ref_id}: a time series needs a time column"
+                    )
             problems += _link_problems(name, p, boards, variables_of)
         try:
             decoded = Dashboard.from_json(board)
@@ -140,31 +165,42 @@ def _link_problems(
             continue
         for var in _LINK_VAR_RE.findall(url):
             if var not in variables_of[uid]:
-                problems.append(f"{name}: panel {panel['title']!r}: link sets var-{var}, not a variable of {uid}")
+                problems.append(
+                    f"{name}: panel {panel['title']!r}: link sets var-{var}, not a variable of {uid}"
+                )
         for fld in re.findall(r"__data\.fields\.(\w+)", url):
             if fld not in columns:
-                problems.append(f"{name}: panel {panel['title']!r}: link uses field {fld!r} its query's shape lacks")
+                problems.append(
+                    f"{name}: panel {panel['title']!r}: link uses field {fld!r} its query's shape lacks"
+                )
     return problems
 
 
-def _decoded_problems(name: str, board: Json, decoded: Any, panel_cls: type) -> list[str]:
+def _decoded_problems(name: str, board: Json, decoded: Any, panel_cls: Any) -> list[str]:
     """The SDK's model must hold what the JSON says (nothing dropped by a misspelt key)."""
     problems = []
     if decoded.uid != board["uid"] or decoded.title != board["title"]:
         problems.append(f"{name}: decoded uid/title differ")
-    panels = [p for p in decoded.panels if isinstance(p, panel_cls)]
+    panels: list[Any] = [p for p in decoded.panels if isinstance(p, panel_cls)]
     if len(panels) != len(board["panels"]):
         problems.append(f"{name}: {len(board['panels'])} panels, the SDK decoded {len(panels)}")
     for raw, model in zip(board["panels"], panels, strict=False):
         if model.type_val != raw["type"] or len(model.targets or []) != len(raw["targets"]):
-            problems.append(f"{name}: panel {raw['title']!r} decoded as {model.type_val} with "
-                            f"{len(model.targets or [])} targets")  # fmt: skip
+            problems.append(
+                f"{name}: panel {raw['title']!r} decoded as {model.type_val} with "
+                f"{len(model.targets or [])} targets"
+            )
         if raw["type"] == "geomap":
-            layers = [*(getattr(model.options, "layers", None) or []), getattr(model.options, "basemap", None)]
+            layers = [
+                *(getattr(model.options, "layers", None) or []),
+                getattr(model.options, "basemap", None),
+            ]
             types = [getattr(layer, "type_val", None) for layer in layers]
             if len(layers) != len(raw["options"]["layers"]) + 1 or not set(types) <= GEOMAP_LAYER_TYPES:
-                problems.append(f"{name}: panel {raw['title']!r}: geomap layers did not decode to known "
-                                f"layer types: {types}")  # fmt: skip
+                problems.append(
+                    f"{name}: panel {raw['title']!r}: geomap layers did not decode to known "
+                    f"layer types: {types}"
+                )
     names = [v.name for v in decoded.templating.list_val or []]
     if names != [v["name"] for v in board["templating"]["list"]]:
         problems.append(f"{name}: variables decoded as {names}")
@@ -194,7 +230,7 @@ def _execute(
     conn: psycopg.Connection[Any], sql: str, keep_rows: int
 ) -> tuple[list[tuple[str, str]], list[tuple[Any, ...]], int, float]:
     started = time.perf_counter()
-    cur = conn.execute(sql)  # type: ignore[call-overload]
+    cur = conn.execute(sql)
     rows = cur.fetchall()
     seconds = time.perf_counter() - started
     types = conn.adapters.types
@@ -240,7 +276,9 @@ def resolve_variables(
     return values, results
 
 
-def check_shape(shape: Json, columns: list[tuple[str, str]], rows: list[tuple[Any, ...]], count: int) -> list[str]:
+def check_shape(
+    shape: Json, columns: list[tuple[str, str]], rows: list[tuple[Any, ...]], count: int
+) -> list[str]:
     problems = []
     types = dict(columns)
     for column, kind in shape["needs"].items():
@@ -254,7 +292,7 @@ def check_shape(shape: Json, columns: list[tuple[str, str]], rows: list[tuple[An
         if "time" in types:
             index = [c for c, _ in columns].index("time")
             stamps = [r[index] for r in rows]
-            if any(a > b for a, b in zip(stamps, stamps[1:], strict=False)):
+            if any(a > b for a, b in itertools.pairwise(stamps)):
                 problems.append("time series rows are not sorted by time")
     if shape.get("expect_rows") and count == 0:
         problems.append("returned no rows where the data should produce some")
@@ -275,12 +313,26 @@ def run_dashboard(
     jobs: list[tuple[str, Json, str, int, str | None]] = []
     for p in board["panels"]:
         for t in p["targets"]:
-            jobs.append((f"{p['title']} [{p['type']} {t['refId']}]", p["fleetwatch"]["shape"][t["refId"]],
-                         t["rawSql"], int(p.get("maxDataPoints", 1000)), p.get("interval")))  # fmt: skip
+            jobs.append(
+                (
+                    f"{p['title']} [{p['type']} {t['refId']}]",
+                    p["fleetwatch"]["shape"][t["refId"]],
+                    t["rawSql"],
+                    int(p.get("maxDataPoints", 1000)),
+                    p.get("interval"),
+                )
+            )
     for a in board["annotations"]["list"]:
         if "target" in a:
-            jobs.append((f"annotation {a['name']}", a["fleetwatch"]["shape"][a["target"]["refId"]],
-                         a["target"]["rawSql"], 1000, None))  # fmt: skip
+            jobs.append(
+                (
+                    f"annotation {a['name']}",
+                    a["fleetwatch"]["shape"][a["target"]["refId"]],
+                    a["target"]["rawSql"],
+                    1000,
+                    None,
+                )
+            )
     for where, shape, raw_sql, points, min_interval in jobs:
         # The datasource's timeInterval (10 s: the fix interval) is every panel's floor.
         ctx = QueryContext(time_from, time_to, variables, points, min_interval or "10s")
@@ -289,7 +341,9 @@ def run_dashboard(
         except MacroError as exc:
             results.append(QueryResult(board["uid"], where, raw_sql, [], 0, 0.0, [str(exc)]))
             continue
-        columns, rows, count, seconds = _execute(conn, sql, keep_rows if shape["format"] != "time_series" else 10**9)
+        columns, rows, count, seconds = _execute(
+            conn, sql, keep_rows if shape["format"] != "time_series" else 10**9
+        )
         result = QueryResult(board["uid"], where, sql, columns, count, seconds, values=rows[:keep_rows])
         result.problems = check_shape(shape, columns, rows, count)
         results.append(result)
@@ -298,7 +352,11 @@ def run_dashboard(
 
 def connect_as(settings: Any, user: str, password: str) -> psycopg.Connection[Any]:
     """A connection as any login (Grafana's datasource holds one per datasource)."""
-    conn = psycopg.connect(settings.pg_conninfo_for(user), password=password, autocommit=True,
-                           application_name="fleetwatch-dashboards-check")  # fmt: skip
+    conn = psycopg.connect(
+        settings.pg_conninfo_for(user),
+        password=password,
+        autocommit=True,
+        application_name="fleetwatch-dashboards-check",
+    )
     conn.execute("SET statement_timeout = '30s'")
     return conn

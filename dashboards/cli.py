@@ -14,7 +14,9 @@ from rich.markup import escape
 from rich.table import Table
 
 console = Console(width=None if sys.stdout.isatty() else 160)
-dashboards_app = typer.Typer(help="Grafana dashboards: JSON, provisioning, checks, demo data.", no_args_is_help=True)
+dashboards_app = typer.Typer(
+    help="Grafana dashboards: JSON, provisioning, checks, demo data.", no_args_is_help=True
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -45,12 +47,23 @@ def _parse_time(text: str | None, default: datetime) -> datetime:
 def check_cmd(
     live: Annotated[bool, typer.Option(help="Also run every query against the database.")] = True,
     user: Annotated[
-        str | None, typer.Option(help="Login to run them as [default: the dashboards login, FLEETWATCH_PG_DASHBOARDS_USER].")
+        str | None,
+        typer.Option(
+            help="Login to run them as [default: the dashboards login, FLEETWATCH_PG_DASHBOARDS_USER]."
+        ),
     ] = None,
-    password_env: Annotated[str | None, typer.Option(help="Environment variable holding --user's password.")] = None,
-    time_from: Annotated[str | None, typer.Option("--from", help="Range start, RFC 3339 [default: now - 7 days].")] = None,
-    time_to: Annotated[str | None, typer.Option("--to", help="Range end, RFC 3339 or 'now' [default: now].")] = None,
-    var: Annotated[list[str] | None, typer.Option(help="NAME=VALUE[,VALUE...]: pick variable values.")] = None,
+    password_env: Annotated[
+        str | None, typer.Option(help="Environment variable holding --user's password.")
+    ] = None,
+    time_from: Annotated[
+        str | None, typer.Option("--from", help="Range start, RFC 3339 [default: now - 7 days].")
+    ] = None,
+    time_to: Annotated[
+        str | None, typer.Option("--to", help="Range end, RFC 3339 or 'now' [default: now].")
+    ] = None,
+    var: Annotated[
+        list[str] | None, typer.Option(help="NAME=VALUE[,VALUE...]: pick variable values.")
+    ] = None,
 ) -> None:
     """Static checks (uids, datasources, variables, SDK decoding, committed JSON current), then every
     variable, panel and annotation query interpolated as Grafana would, with its shape checked."""
@@ -58,7 +71,9 @@ def check_cmd(
     from dashboards.check import connect_as, run_dashboard, static_problems
     from fleetwatch.settings import Settings
 
-    problems = [f"{name}: committed JSON is not what `fleetwatch dashboards build` renders" for name in stale_files()]
+    problems = [
+        f"{name}: committed JSON is not what `fleetwatch dashboards build` renders" for name in stale_files()
+    ]
     boards = load_committed()
     problems += static_problems(boards)
     for problem in problems:
@@ -68,23 +83,33 @@ def check_cmd(
     if live:
         settings = Settings()
         login = user or settings.pg_dashboards_user
-        password = os.environ.get(password_env, "") if password_env else settings.secret("pg_dashboards_password")
+        password = (
+            os.environ.get(password_env, "") if password_env else settings.secret("pg_dashboards_password")
+        )
         end = _parse_time(time_to, datetime.now(UTC))
         start = _parse_time(time_from, end - timedelta(days=7))
         overrides = {}
         for spec in var or []:
             name, _, values = spec.partition("=")
             overrides[name] = values.split(",")
-        table = Table(title=f"queries as {login}, {start.isoformat(timespec='minutes')} .. {end.isoformat(timespec='minutes')}")
+        table = Table(
+            title=f"queries as {login}, {start.isoformat(timespec='minutes')} .. "
+            f"{end.isoformat(timespec='minutes')}"
+        )
         for column in ("dashboard", "query", "rows", "ms", "columns", "problems"):
             table.add_column(column, justify="right" if column in ("rows", "ms") else "left")
         with connect_as(settings, login, password) as conn:
             for board in boards.values():
                 for r in run_dashboard(conn, board, start, end, overrides):
                     failed = failed or bool(r.problems)
-                    table.add_row(r.dashboard, escape(r.where), f"{r.rows:,}", f"{r.seconds * 1000:.1f}",
-                                  escape(", ".join(c for c, _ in r.columns)),
-                                  "[red]" + escape("; ".join(r.problems)) + "[/]" if r.problems else "[green]ok[/]")  # fmt: skip
+                    table.add_row(
+                        r.dashboard,
+                        escape(r.where),
+                        f"{r.rows:,}",
+                        f"{r.seconds * 1000:.1f}",
+                        escape(", ".join(c for c, _ in r.columns)),
+                        "[red]" + escape("; ".join(r.problems)) + "[/]" if r.problems else "[green]ok[/]",
+                    )
         console.print(table)
     if failed:
         raise typer.Exit(1)
@@ -92,9 +117,12 @@ def check_cmd(
 
 @dashboards_app.command("provision")
 def provision_cmd(
-    out: Annotated[Path, typer.Option("--out", help="Directory to write the Grafana provisioning tree into.")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Directory to write the Grafana provisioning tree into.")
+    ],
     regions: Annotated[
-        Path | None, typer.Option(help="GeoJSON (WGS-84) of the permitted regions [default: the demo world's].")
+        Path | None,
+        typer.Option(help="GeoJSON (WGS-84) of the permitted regions [default: the demo world's]."),
     ] = None,
 ) -> None:
     """Write provisioning/ (datasource as the read-only login, dashboards provider), dashboards/ (with the
@@ -107,8 +135,10 @@ def provision_cmd(
     source = regions or REGIONS_FILE
     doc = json.loads(source.read_text(encoding="utf-8"))
     if doc.get("datum", "WGS-84") != "WGS-84":
-        console.print(f"[red]error:[/] {source}: datum {doc.get('datum')!r}; the map panels draw WGS-84 "
-                      "positions, convert the outlines to WGS-84 first")  # fmt: skip
+        console.print(
+            f"[red]error:[/] {source}: datum {doc.get('datum')!r}; the map panels draw WGS-84 "
+            "positions, convert the outlines to WGS-84 first"
+        )
         raise typer.Exit(2)
     settings = Settings()
     tree = provision(out, settings, source)
@@ -116,15 +146,19 @@ def provision_cmd(
     console.print(f"[green]✓[/] {len(tree.dashboards)} dashboards in {tree.dashboards[0].parent}")
     console.print(f"[green]✓[/] regions {tree.regions} -> copy to <grafana>/public/maps/")
     basemap = settings.dashboards_tile_url or "offline (permitted regions only)"
-    console.print(f"basemap: {basemap}; Grafana needs FLEETWATCH_PG_DASHBOARDS_PASSWORD in its environment and "
-                  f"paths.provisioning = {tree.root / 'provisioning'}")  # fmt: skip
+    console.print(
+        f"basemap: {basemap}; Grafana needs FLEETWATCH_PG_DASHBOARDS_PASSWORD in its environment and "
+        f"paths.provisioning = {tree.root / 'provisioning'}"
+    )
 
 
 @dashboards_app.command("demo")
 def demo_cmd(
     vehicles: Annotated[int, typer.Option(help="Fleet size (3/4 Nanjing, 1/4 Zhenjiang).", min=1)] = 200,
     duration: Annotated[str, typer.Option(help="Simulated span, e.g. 1d, 8h.")] = "1d",
-    start: Annotated[str | None, typer.Option(help="Simulated start, RFC 3339 [default: a recent working day].")] = None,
+    start: Annotated[
+        str | None, typer.Option(help="Simulated start, RFC 3339 [default: a recent working day].")
+    ] = None,
     mix: Annotated[float, typer.Option(help="Share of Nanjing vehicles running a violating scenario.")] = 0.2,
     seed: Annotated[int, typer.Option(help="Simulator seed.")] = 1,
 ) -> None:
@@ -144,8 +178,15 @@ def demo_cmd(
     first = min(r.samples[0].t for r in ds.runs if r.samples)
     last = max(r.samples[-1].t for r in ds.runs if r.samples)
     with connect(settings) as conn:
-        rollup = refresh_kpi_daily(conn, datetime.fromtimestamp(first, UTC).date() - timedelta(days=1),
-                                   datetime.fromtimestamp(last, UTC).date() + timedelta(days=1))  # fmt: skip
-    console.print(f"kpi_daily: {rollup.rows:,} rows; stored {result.stored}; dead letters {result.dead_letters}")
-    console.print(f"data spans {datetime.fromtimestamp(first, UTC):%Y-%m-%d %H:%M} .. "
-                  f"{datetime.fromtimestamp(last, UTC):%Y-%m-%d %H:%M} UTC: set the dashboards' time range there")  # fmt: skip
+        rollup = refresh_kpi_daily(
+            conn,
+            datetime.fromtimestamp(first, UTC).date() - timedelta(days=1),
+            datetime.fromtimestamp(last, UTC).date() + timedelta(days=1),
+        )
+    console.print(
+        f"kpi_daily: {rollup.rows:,} rows; stored {result.stored}; dead letters {result.dead_letters}"
+    )
+    console.print(
+        f"data spans {datetime.fromtimestamp(first, UTC):%Y-%m-%d %H:%M} .. "
+        f"{datetime.fromtimestamp(last, UTC):%Y-%m-%d %H:%M} UTC: set the dashboards' time range there"
+    )

@@ -27,8 +27,15 @@ TIME_ZONE = "Asia/Shanghai"
 
 STATUS_COLOURS = {"moving": "green", "parked": "blue", "offline": "text", "alerting": "red"}
 SEVERITY_COLOURS = {"yellow": "yellow", "red": "red"}
-ALERT_TYPES = ["off_hours", "out_of_area", "private_destination", "depot_night", "overspeed", "offline",
-               "power_cut"]  # fmt: skip
+ALERT_TYPES = [
+    "off_hours",
+    "out_of_area",
+    "private_destination",
+    "depot_night",
+    "overspeed",
+    "offline",
+    "power_cut",
+]
 
 # --- variables (the org tree) -------------------------------------------------------------------
 
@@ -72,7 +79,11 @@ def _regions_layer(name: str) -> Json:
     return {
         "type": "geojson",
         "name": name,
-        "config": {"src": REGIONS_URL, "rules": [], "style": {"color": {"fixed": "dark-blue"}, "opacity": 0.3}},
+        "config": {
+            "src": REGIONS_URL,
+            "rules": [],
+            "style": {"color": {"fixed": "dark-blue"}, "opacity": 0.3},
+        },
     }
 
 
@@ -109,7 +120,8 @@ def _colour_override(field_name: str, colours: dict[str, str]) -> Json:
 def live_map(basemap: Json | None = None) -> Json:
     vehicles = Query(
         f"""
-SELECT vehicle_id, org, lat, lon, status, speed_kmh, ts AS last_fix, cardinality(open_alert_ids) AS open_alerts
+SELECT vehicle_id, org, lat, lon, status, speed_kmh, ts AS last_fix,
+       cardinality(open_alert_ids) AS open_alerts
 FROM vehicle_state
 WHERE {_org_filter()}""",
         "A",
@@ -141,32 +153,58 @@ WHERE {_org_filter()}""",
         needs={"moving": "number", "parked": "number", "alerting": "number", "offline": "number"},
     )
     panels = [
-        panel("geomap", "Vehicles and open alerts", [vehicles, open_alerts], (0, 0, 18, 22),
-              description="Every vehicle from vehicle_state, coloured by status; open and acknowledged "
-                          "alerts as a layer coloured by severity. Positions are WGS-84.",
-              options=_geomap_options(layers, view, basemap),
-              field_config={"defaults": {}, "overrides": [_colour_override("status", STATUS_COLOURS),
-                                                          _colour_override("severity", SEVERITY_COLOURS)]}),
-        panel("stat", "Vehicles by status", [counts], (18, 0, 6, 22),
-              options={"orientation": "vertical", "reduceOptions": {"calcs": ["lastNotNull"], "values": False},
-                       "textMode": "value_and_name", "colorMode": "background"},
-              field_config={"defaults": {"color": {"mode": "thresholds"},
-                                         "thresholds": thresholds((None, "blue"))},
-                            "overrides": []}),
-    ]  # fmt: skip
-    return dashboard("fw-live-map", "fleetwatch · Live map", panels, ORG_VARIABLES, time_from="now-15m",
-                     refresh="10s", description="Where every vehicle is now (vehicle_state), with open alerts.")  # fmt: skip
+        panel(
+            "geomap",
+            "Vehicles and open alerts",
+            [vehicles, open_alerts],
+            (0, 0, 18, 22),
+            description="Every vehicle from vehicle_state, coloured by status; open and acknowledged "
+            "alerts as a layer coloured by severity. Positions are WGS-84.",
+            options=_geomap_options(layers, view, basemap),
+            field_config={
+                "defaults": {},
+                "overrides": [
+                    _colour_override("status", STATUS_COLOURS),
+                    _colour_override("severity", SEVERITY_COLOURS),
+                ],
+            },
+        ),
+        panel(
+            "stat",
+            "Vehicles by status",
+            [counts],
+            (18, 0, 6, 22),
+            options={
+                "orientation": "vertical",
+                "reduceOptions": {"calcs": ["lastNotNull"], "values": False},
+                "textMode": "value_and_name",
+                "colorMode": "background",
+            },
+            field_config={
+                "defaults": {"color": {"mode": "thresholds"}, "thresholds": thresholds((None, "blue"))},
+                "overrides": [],
+            },
+        ),
+    ]
+    return dashboard(
+        "fw-live-map",
+        "fleetwatch · Live map",
+        panels,
+        ORG_VARIABLES,
+        time_from="now-15m",
+        refresh="10s",
+        description="Where every vehicle is now (vehicle_state), with open alerts.",
+    )
 
 
 # --- 2. alerts and SLA ----------------------------------------------------------------------------
 
-_ALERT_FILTER = (
-    "$__timeFilter(raised_at) AND org IN ($unit) AND type IN ($type) AND severity IN ($severity)"
-)
+_ALERT_FILTER = "$__timeFilter(raised_at) AND org IN ($unit) AND type IN ($type) AND severity IN ($severity)"
 _STATUS_COUNTS = """count(*) FILTER (WHERE status = 'open') AS open,
        count(*) FILTER (WHERE status = 'acknowledged') AS acknowledged,
        count(*) FILTER (WHERE status = 'closed') AS closed,
        count(*) FILTER (WHERE status IN ('open', 'acknowledged') AND due_at < now()) AS overdue"""
+_A_STATUS_COUNTS = _STATUS_COUNTS.replace("status", "a.status").replace("due_at", "a.due_at")
 _COUNT_NEEDS = {"open": "number", "acknowledged": "number", "closed": "number", "overdue": "number"}
 REPLAY_LINK = (
     "/d/fw-track-replay/track-replay?var-vehicle=${__data.fields.vehicle_id}&var-alert=${__data.fields.alert_id}"
@@ -181,11 +219,12 @@ def alerts_sla() -> Json:
         needs={"type": "text", **_COUNT_NEEDS},
     )
     by_severity = Query(
-        f"SELECT severity, {_STATUS_COUNTS}\nFROM alerts\nWHERE {_ALERT_FILTER}\nGROUP BY severity ORDER BY severity",
+        f"SELECT severity, {_STATUS_COUNTS}\nFROM alerts\nWHERE {_ALERT_FILTER}\n"
+        "GROUP BY severity ORDER BY severity",
         needs={"severity": "text", **_COUNT_NEEDS},
     )
     by_org = Query(
-        f"""SELECT a.org, o.name, {_STATUS_COUNTS.replace("status", "a.status").replace("due_at", "a.due_at")},
+        f"""SELECT a.org, o.name, {_A_STATUS_COUNTS},
        round((percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM now() - a.raised_at))
               FILTER (WHERE a.status IN ('open', 'acknowledged')) / 3600)::numeric, 1) AS median_open_age_h
 FROM alerts a LEFT JOIN orgs o ON o.org_id = a.org
@@ -211,36 +250,93 @@ FROM alerts
 WHERE {_ALERT_FILTER}
 ORDER BY (status IN ('open', 'acknowledged') AND due_at < now()) DESC, raised_at DESC
 LIMIT 500""",
-        needs={"alert_id": "text", "vehicle_id": "text", "status": "text", "replay_from": "number",
-               "replay_to": "number", "evidence": "text"},
-    )  # fmt: skip
+        needs={
+            "alert_id": "text",
+            "vehicle_id": "text",
+            "status": "text",
+            "replay_from": "number",
+            "replay_to": "number",
+            "evidence": "text",
+        },
+    )
     link = {"title": "Track replay and evidence", "url": REPLAY_LINK}
-    stat_options = {"reduceOptions": {"calcs": ["lastNotNull"], "values": False}, "textMode": "value_and_name",
-                    "colorMode": "background"}  # fmt: skip
-    bar_options = {"orientation": "horizontal", "stacking": "normal", "xField": None, "legend": {"showLegend": True}}
+    stat_options = {
+        "reduceOptions": {"calcs": ["lastNotNull"], "values": False},
+        "textMode": "value_and_name",
+        "colorMode": "background",
+    }
+    bar_options = {
+        "orientation": "horizontal",
+        "stacking": "normal",
+        "xField": None,
+        "legend": {"showLegend": True},
+    }
     panels = [
-        panel("stat", "Alerts raised in range by status", [totals], (0, 0, 24, 4), options=stat_options,
-              field_config={"defaults": {"thresholds": thresholds((None, "blue"))},
-                            "overrides": [{"matcher": {"id": "byName", "options": "overdue"},
-                                           "properties": [{"id": "color", "value": {"mode": "fixed",
-                                                                                   "fixedColor": "red"}}]}]}),
+        panel(
+            "stat",
+            "Alerts raised in range by status",
+            [totals],
+            (0, 0, 24, 4),
+            options=stat_options,
+            field_config={
+                "defaults": {"thresholds": thresholds((None, "blue"))},
+                "overrides": [
+                    {
+                        "matcher": {"id": "byName", "options": "overdue"},
+                        "properties": [{"id": "color", "value": {"mode": "fixed", "fixedColor": "red"}}],
+                    }
+                ],
+            },
+        ),
         panel("barchart", "By type", [by_type], (0, 4, 8, 9), options={**bar_options, "xField": "type"}),
-        panel("barchart", "By severity (三色预警)", [by_severity], (8, 4, 8, 9),
-              options={**bar_options, "xField": "severity"}),
-        panel("timeseries", "Raised per interval, by type", [raised], (16, 4, 8, 9),
-              field_config={"defaults": {"custom": {"drawStyle": "bars", "stacking": {"mode": "normal"}}},
-                            "overrides": []}),
+        panel(
+            "barchart",
+            "By severity (三色预警)",
+            [by_severity],
+            (8, 4, 8, 9),
+            options={**bar_options, "xField": "severity"},
+        ),
+        panel(
+            "timeseries",
+            "Raised per interval, by type",
+            [raised],
+            (16, 4, 8, 9),
+            field_config={
+                "defaults": {"custom": {"drawStyle": "bars", "stacking": {"mode": "normal"}}},
+                "overrides": [],
+            },
+        ),
         panel("table", "By org (overdue first)", [by_org], (0, 13, 24, 7)),
-        panel("table", "Alerts (overdue first): click a row for its track replay and evidence", [listing],
-              (0, 20, 24, 12),
-              field_config={"defaults": {"links": [link]},
-                            "overrides": [{"matcher": {"id": "byRegexp", "options": "replay_.*"},
-                                           "properties": [{"id": "custom.hidden", "value": True}]}]}),
-    ]  # fmt: skip
-    variables = [*ORG_VARIABLES, custom_variable("type", "Type", ALERT_TYPES),
-                 custom_variable("severity", "Severity", list(SEVERITY_COLOURS))]  # fmt: skip
-    return dashboard("fw-alerts-sla", "fleetwatch · Alerts and SLA", panels, variables, time_from="now-7d",
-                     refresh="1m", description="Alerts by status, type, severity and org; 3-day SLA (due_at).")  # fmt: skip
+        panel(
+            "table",
+            "Alerts (overdue first): click a row for its track replay and evidence",
+            [listing],
+            (0, 20, 24, 12),
+            field_config={
+                "defaults": {"links": [link]},
+                "overrides": [
+                    {
+                        "matcher": {"id": "byRegexp", "options": "replay_.*"},
+                        "properties": [{"id": "custom.hidden", "value": True}],
+                    }
+                ],
+            },
+        ),
+    ]
+    variables = [
+        *ORG_VARIABLES,
+        custom_variable("type", "Type", ALERT_TYPES),
+        custom_variable("severity", "Severity", list(SEVERITY_COLOURS)),
+    ]
+    return dashboard(
+        "fw-alerts-sla",
+        "fleetwatch · Alerts and SLA",
+        panels,
+        variables,
+        time_from="now-7d",
+        refresh="1m",
+        description="Alerts by status, type, severity and org; 3-day SLA (due_at).",
+    )
 
 
 # --- 3. track replay ----------------------------------------------------------------------------
@@ -298,51 +394,106 @@ ORDER BY e.at""",
     )
     layers = [
         _regions_layer("Permitted regions"),
-        {"type": "route", "name": "Route", "location": {"mode": "coords", "latitude": "lat", "longitude": "lon"},
-         "filterData": {"id": "byRefId", "options": "A"}, "tooltip": True,
-         "config": {"arrow": 1, "style": {"size": {"fixed": 3}, "color": {"field": "speed_kmh", "fixed": "blue"},
-                                          "lineWidth": 3}}},
-    ]  # fmt: skip
+        {
+            "type": "route",
+            "name": "Route",
+            "location": {"mode": "coords", "latitude": "lat", "longitude": "lon"},
+            "filterData": {"id": "byRefId", "options": "A"},
+            "tooltip": True,
+            "config": {
+                "arrow": 1,
+                "style": {
+                    "size": {"fixed": 3},
+                    "color": {"field": "speed_kmh", "fixed": "blue"},
+                    "lineWidth": 3,
+                },
+            },
+        },
+    ]
     panels = [
-        panel("geomap", "Route", [route], (0, 0, 14, 16),
-              description="The vehicle's valid fixes in the time range, in order (WGS-84).",
-              options=_geomap_options(layers, {"id": "fit", "allLayers": True, "padding": 5}, basemap),
-              field_config={"defaults": {"color": {"mode": "continuous-GrYlRd"}, "unit": "velocitykmh"},
-                            "overrides": []}),
-        panel("table", "Alerts of this vehicle in range (and the linked alert): evidence", [evidence],
-              (14, 0, 10, 8)),
+        panel(
+            "geomap",
+            "Route",
+            [route],
+            (0, 0, 14, 16),
+            description="The vehicle's valid fixes in the time range, in order (WGS-84).",
+            options=_geomap_options(layers, {"id": "fit", "allLayers": True, "padding": 5}, basemap),
+            field_config={
+                "defaults": {"color": {"mode": "continuous-GrYlRd"}, "unit": "velocitykmh"},
+                "overrides": [],
+            },
+        ),
+        panel(
+            "table",
+            "Alerts of this vehicle in range (and the linked alert): evidence",
+            [evidence],
+            (14, 0, 10, 8),
+        ),
         panel("table", "Alert history (who, when, why)", [history], (14, 8, 10, 8)),
-        panel("timeseries", "Speed", [speed], (0, 16, 24, 7), interval="10s",
-              field_config={"defaults": {"unit": "velocitykmh"}, "overrides": []}),
-        panel("state-timeline", "Ignition", [ignition], (0, 23, 24, 4),
-              field_config={"defaults": {"mappings": value_colours({"on": "green", "off": "text"})},
-                            "overrides": []}),
+        panel(
+            "timeseries",
+            "Speed",
+            [speed],
+            (0, 16, 24, 7),
+            interval="10s",
+            field_config={"defaults": {"unit": "velocitykmh"}, "overrides": []},
+        ),
+        panel(
+            "state-timeline",
+            "Ignition",
+            [ignition],
+            (0, 23, 24, 4),
+            field_config={
+                "defaults": {"mappings": value_colours({"on": "green", "off": "text"})},
+                "overrides": [],
+            },
+        ),
         panel("table", "Trips", [trips], (0, 27, 24, 7)),
-    ]  # fmt: skip
+    ]
     vehicle = query_variable(
-        "vehicle", "Vehicle",
+        "vehicle",
+        "Vehicle",
         "SELECT vehicle_id FROM vehicles WHERE org IN ($unit) ORDER BY vehicle_id",
-        multi=False, include_all=False,
-    )  # fmt: skip
+        multi=False,
+        include_all=False,
+    )
     annotations = [
-        annotation("Trips", Query(
-            f"""SELECT start_at AS time, end_at AS timeend,
-       'trip ' || round((distance_m / 1000)::numeric, 1) || ' km, max ' || round(max_speed_kmh::numeric) || ' km/h'
+        annotation(
+            "Trips",
+            Query(
+                f"""SELECT start_at AS time, end_at AS timeend,
+       'trip ' || round((distance_m / 1000)::numeric, 1) || ' km, max '
+           || round(max_speed_kmh::numeric) || ' km/h'
            AS text, 'trip' AS tags
 FROM trips
 WHERE {_ONE_VEHICLE} AND NOT retracted AND $__timeFilter(start_at)
-ORDER BY start_at""", needs={"time": "time", "timeend": "time", "text": "text"}), "blue"),
-        annotation("Alerts", Query(
-            f"""SELECT start_at AS time, coalesce(end_at, start_at) AS timeend,
+ORDER BY start_at""",
+                needs={"time": "time", "timeend": "time", "text": "text"},
+            ),
+            "blue",
+        ),
+        annotation(
+            "Alerts",
+            Query(
+                f"""SELECT start_at AS time, coalesce(end_at, start_at) AS timeend,
        type || ' (' || severity || ', ' || status || ')' AS text, type AS tags
 FROM alerts
 WHERE {_ONE_VEHICLE} AND $__timeFilter(start_at)
-ORDER BY start_at""", needs={"time": "time", "timeend": "time", "text": "text"}), "red"),
-    ]  # fmt: skip
-    return dashboard("fw-track-replay", "fleetwatch · Track replay", panels,
-                     [*ORG_VARIABLES, vehicle, textbox_variable("alert", "Alert id")], time_from="now-24h",
-                     annotations=annotations,
-                     description="One vehicle over a time range: route, speed, ignition, trips and alerts.")  # fmt: skip
+ORDER BY start_at""",
+                needs={"time": "time", "timeend": "time", "text": "text"},
+            ),
+            "red",
+        ),
+    ]
+    return dashboard(
+        "fw-track-replay",
+        "fleetwatch · Track replay",
+        panels,
+        [*ORG_VARIABLES, vehicle, textbox_variable("alert", "Alert id")],
+        time_from="now-24h",
+        annotations=annotations,
+        description="One vehicle over a time range: route, speed, ignition, trips and alerts.",
+    )
 
 
 # --- 4. fleet KPIs --------------------------------------------------------------------------------
@@ -366,32 +517,47 @@ def fleet_kpis() -> Json:
        sum(k.trips) AS trips,
        round(100.0 * sum(k.off_hours_trips) / nullif(sum(k.trips), 0), 1) AS off_hours_trip_pct,
        round((100.0 * sum(k.off_hours_km) / nullif(sum(k.km_driven), 0))::numeric, 1) AS off_hours_km_pct,
-       round(100.0 * sum(k.alerts_raised) / nullif(max(k.vehicles_registered), 0), 1) AS alerts_per_100_vehicles,
+       round(100.0 * sum(k.alerts_raised) / nullif(max(k.vehicles_registered), 0), 1)
+           AS alerts_per_100_vehicles,
        {_MEDIAN_CLOSE_H} AS median_hours_to_close,
-       (SELECT count(*) FROM vehicle_state v WHERE v.org = k.org AND v.status = 'offline') AS terminals_offline_now,
+       (SELECT count(*) FROM vehicle_state v WHERE v.org = k.org AND v.status = 'offline')
+           AS terminals_offline_now,
        sum(greatest(k.vehicles_registered - k.vehicles_reporting, 0)) AS silent_vehicle_days
 FROM kpi_daily k LEFT JOIN orgs o ON o.org_id = k.org
 WHERE {_KPI_FILTER}
 GROUP BY k.org, o.name
 ORDER BY k.org""",
-        needs={"org": "text", "km_driven": "number", "trips": "number", "off_hours_trip_pct": "number",
-               "alerts_per_100_vehicles": "number", "median_hours_to_close": "number",
-               "terminals_offline_now": "number"},
-    )  # fmt: skip
+        needs={
+            "org": "text",
+            "km_driven": "number",
+            "trips": "number",
+            "off_hours_trip_pct": "number",
+            "alerts_per_100_vehicles": "number",
+            "median_hours_to_close": "number",
+            "terminals_offline_now": "number",
+        },
+    )
     totals = Query(
         f"""SELECT round(sum(k.km_driven)::numeric) AS km_driven, sum(k.trips) AS trips,
        round(100.0 * sum(k.off_hours_trips) / nullif(sum(k.trips), 0), 1) AS off_hours_trip_pct,
-       round(100.0 * sum(k.alerts_raised) / nullif((SELECT count(*) FROM vehicles WHERE org IN ($unit)), 0), 1)
+       round(100.0 * sum(k.alerts_raised)
+             / nullif((SELECT count(*) FROM vehicles WHERE org IN ($unit)), 0), 1)
            AS alerts_per_100_vehicles,
        (SELECT round((percentile_cont(0.5) WITHIN GROUP (ORDER BY s) / 3600)::numeric, 1)
           FROM kpi_daily k2, unnest(k2.close_seconds) s
           WHERE {_KPI_DAYS.replace("k.day", "k2.day")} AND k2.org IN ($unit)) AS median_hours_to_close,
-       (SELECT count(*) FROM vehicle_state WHERE status = 'offline' AND org IN ($unit)) AS terminals_offline_now
+       (SELECT count(*) FROM vehicle_state WHERE status = 'offline' AND org IN ($unit))
+           AS terminals_offline_now
 FROM kpi_daily k
 WHERE {_KPI_FILTER}""",
-        needs={"km_driven": "number", "trips": "number", "off_hours_trip_pct": "number",
-               "alerts_per_100_vehicles": "number", "terminals_offline_now": "number"},
-    )  # fmt: skip
+        needs={
+            "km_driven": "number",
+            "trips": "number",
+            "off_hours_trip_pct": "number",
+            "alerts_per_100_vehicles": "number",
+            "terminals_offline_now": "number",
+        },
+    )
     km_daily = Query(
         f"""SELECT (k.day::timestamp AT TIME ZONE '{TIME_ZONE}') AS time, org_city(k.org) AS metric,
        sum(k.km_driven) AS km
@@ -411,18 +577,43 @@ GROUP BY 1 ORDER BY 1""",
         needs={"time": "time", "off-hours trips %": "number"},
     )
     panels = [
-        panel("stat", "Fleet in range", [totals], (0, 0, 24, 4),
-              options={"reduceOptions": {"calcs": ["lastNotNull"], "values": False}, "textMode": "value_and_name"}),
-        panel("table", "Per org", [per_org], (0, 4, 24, 10),
-              description="From kpi_daily (rebuilt by `fleetwatch db maintain`); terminals offline now from "
-                          "vehicle_state."),
+        panel(
+            "stat",
+            "Fleet in range",
+            [totals],
+            (0, 0, 24, 4),
+            options={
+                "reduceOptions": {"calcs": ["lastNotNull"], "values": False},
+                "textMode": "value_and_name",
+            },
+        ),
+        panel(
+            "table",
+            "Per org",
+            [per_org],
+            (0, 4, 24, 10),
+            description="From kpi_daily (rebuilt by `fleetwatch db maintain`); terminals offline now from "
+            "vehicle_state.",
+        ),
         panel("timeseries", "km driven per day, by city", [km_daily], (0, 14, 12, 8), interval="1d"),
-        panel("timeseries", "Off-hours share of trips per day", [off_hours_daily], (12, 14, 12, 8), interval="1d",
-              field_config={"defaults": {"unit": "percent"}, "overrides": []}),
-    ]  # fmt: skip
-    return dashboard("fw-fleet-kpis", "fleetwatch · Fleet KPIs", panels, ORG_VARIABLES, time_from="now-30d",
-                     description="Per org: km, trips, off-hours share, alerts per 100 vehicles, time to close, "
-                                 "terminals offline. Reads the kpi_daily rollup.")  # fmt: skip
+        panel(
+            "timeseries",
+            "Off-hours share of trips per day",
+            [off_hours_daily],
+            (12, 14, 12, 8),
+            interval="1d",
+            field_config={"defaults": {"unit": "percent"}, "overrides": []},
+        ),
+    ]
+    return dashboard(
+        "fw-fleet-kpis",
+        "fleetwatch · Fleet KPIs",
+        panels,
+        ORG_VARIABLES,
+        time_from="now-30d",
+        description="Per org: km, trips, off-hours share, alerts per 100 vehicles, time to close, "
+        "terminals offline. Reads the kpi_daily rollup.",
+    )
 
 
 # --- 5. pipeline health ---------------------------------------------------------------------------
@@ -457,23 +648,26 @@ GROUP BY 1 ORDER BY 1""",
     )
     lags = Query(
         f"""SELECT $__timeGroupAlias(stored_at, $__interval),
-       percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM received_at - ts)) AS "ingest lag p95 s",
-       percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM stored_at - received_at)) AS "sink lag p95 s",
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM received_at - ts))
+           AS "ingest lag p95 s",
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM stored_at - received_at))
+           AS "sink lag p95 s",
        max(extract(epoch FROM stored_at - received_at)) AS "sink lag max s"
 FROM positions
 WHERE {_ARRIVED.format(column="stored_at")} AND org IN ($unit)
 GROUP BY 1 ORDER BY 1""",
         format="time_series",
         needs={"time": "time", "ingest lag p95 s": "number", "sink lag p95 s": "number"},
-    )  # fmt: skip
+    )
     worker = Query(
-        """SELECT $__timeGroupAlias(e.at, $__interval), e.kind AS metric, count(*) / ($__interval_ms / 1000.0) AS "per s"
+        """SELECT $__timeGroupAlias(e.at, $__interval), e.kind AS metric,
+       count(*) / ($__interval_ms / 1000.0) AS "per s"
 FROM alert_events e
 WHERE $__timeFilter(e.at) AND e.actor = 'detection' AND e.org IN ($unit)
 GROUP BY 1, 2 ORDER BY 1""",
         format="time_series",
         needs={"time": "time", "metric": "text", "per s": "number"},
-    )  # fmt: skip
+    )
     worker_lag = Query(
         """SELECT $__timeGroupAlias(e.at, $__interval),
        max(extract(epoch FROM e.at - a.raised_at)) AS "alert raised -> stored, max s"
@@ -484,7 +678,8 @@ GROUP BY 1 ORDER BY 1""",
         needs={"time": "time", "alert raised -> stored, max s": "number"},
     )
     freshness = Query(
-        """SELECT extract(epoch FROM now() - (SELECT max(ts) FROM positions WHERE org IN ($unit))) AS "newest fix, s ago",
+        """SELECT extract(epoch FROM now() - (SELECT max(ts) FROM positions WHERE org IN ($unit)))
+           AS "newest fix, s ago",
        extract(epoch FROM now() - (SELECT max(updated_at) FROM vehicle_state WHERE org IN ($unit)))
            AS "live map updated, s ago",
        (SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at - ts))
@@ -493,24 +688,56 @@ GROUP BY 1 ORDER BY 1""",
            AS "newest alert event, s ago"
 """,
         needs={"newest fix, s ago": "number", "live map updated, s ago": "number"},
-    )  # fmt: skip
+    )
     panels = [
-        panel("stat", "Freshness", [freshness], (0, 0, 24, 4),
-              options={"reduceOptions": {"calcs": ["lastNotNull"], "values": False}, "textMode": "value_and_name"},
-              field_config={"defaults": {"unit": "s", "thresholds": thresholds((None, "green"), (60, "orange"),
-                                                                                 (300, "red"))},
-                            "overrides": []}),
-        panel("timeseries", "Ingest (bridge -> Kafka) and sink (-> TimescaleDB) rates", [ingest, sink],
-              (0, 4, 12, 8)),
-        panel("timeseries", "Ingest and sink lags", [lags], (12, 4, 12, 8),
-              field_config={"defaults": {"unit": "s"}, "overrides": []}),
+        panel(
+            "stat",
+            "Freshness",
+            [freshness],
+            (0, 0, 24, 4),
+            options={
+                "reduceOptions": {"calcs": ["lastNotNull"], "values": False},
+                "textMode": "value_and_name",
+            },
+            field_config={
+                "defaults": {
+                    "unit": "s",
+                    "thresholds": thresholds((None, "green"), (60, "orange"), (300, "red")),
+                },
+                "overrides": [],
+            },
+        ),
+        panel(
+            "timeseries",
+            "Ingest (bridge -> Kafka) and sink (-> TimescaleDB) rates",
+            [ingest, sink],
+            (0, 4, 12, 8),
+        ),
+        panel(
+            "timeseries",
+            "Ingest and sink lags",
+            [lags],
+            (12, 4, 12, 8),
+            field_config={"defaults": {"unit": "s"}, "overrides": []},
+        ),
         panel("timeseries", "Worker output: alert changes stored per second", [worker], (0, 12, 12, 8)),
-        panel("timeseries", "Worker lag: alert qualified -> stored", [worker_lag], (12, 12, 12, 8),
-              field_config={"defaults": {"unit": "s"}, "overrides": []}),
-    ]  # fmt: skip
-    return dashboard("fw-pipeline", "fleetwatch · Pipeline health", panels, ORG_VARIABLES, time_from="now-1h",
-                     refresh="30s",
-                     description="Rates and lags of ingest, workers and sink, from what each stage stamps.")  # fmt: skip
+        panel(
+            "timeseries",
+            "Worker lag: alert qualified -> stored",
+            [worker_lag],
+            (12, 12, 12, 8),
+            field_config={"defaults": {"unit": "s"}, "overrides": []},
+        ),
+    ]
+    return dashboard(
+        "fw-pipeline",
+        "fleetwatch · Pipeline health",
+        panels,
+        ORG_VARIABLES,
+        time_from="now-1h",
+        refresh="30s",
+        description="Rates and lags of ingest, workers and sink, from what each stage stamps.",
+    )
 
 
 def all_dashboards(basemap: Json | None = None) -> dict[str, Json]:

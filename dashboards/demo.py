@@ -80,7 +80,9 @@ def detect(ds: Dataset) -> Any:
     return detect_lines((m.payload for _, m in ds.messages()), Context(rules, book), check_future=False)
 
 
-def vehicle_states(ds: Dataset, alerts: Iterable[Alert], at: datetime, rules: Any = None) -> list[dict[str, Any]]:
+def vehicle_states(
+    ds: Dataset, alerts: Iterable[Alert], at: datetime, rules: Any = None
+) -> list[dict[str, Any]]:
     """Each vehicle's live-map row as of ``at`` (see the module docstring for the status rules)."""
     from geofence.rules import OrgSettings
 
@@ -109,11 +111,21 @@ def vehicle_states(ds: Dataset, alerts: Iterable[Alert], at: datetime, rules: An
             status = "moving"
         else:
             status = "parked"
-        rows.append({
-            "vehicle_id": vehicle_id, "org": orgs.get(vehicle_id, "unregistered"), "ts": format_timestamp(fix.ts),
-            "lat": fix.lat, "lon": fix.lon, "speed_kmh": fix.speed_kmh, "heading": fix.heading,
-            "ignition": fix.acc, "status": status, "open_alert_ids": ids, "revision": revision,
-        })  # fmt: skip
+        rows.append(
+            {
+                "vehicle_id": vehicle_id,
+                "org": orgs.get(vehicle_id, "unregistered"),
+                "ts": format_timestamp(fix.ts),
+                "lat": fix.lat,
+                "lon": fix.lon,
+                "speed_kmh": fix.speed_kmh,
+                "heading": fix.heading,
+                "ignition": fix.acc,
+                "status": status,
+                "open_alert_ids": ids,
+                "revision": revision,
+            }
+        )
     return rows
 
 
@@ -179,11 +191,16 @@ def load(
     result = detect(ds) if {"trips", "alerts", "vehicle_state"} & set(tables) else None
     out.detect_seconds = time.monotonic() - started
     if result is not None:
-        say(f"detection: {len(result.trips):,} trips, {len(result.alerts):,} alerts from {result.fixes:,} fixes "
-            f"in {out.detect_seconds:.1f} s")  # fmt: skip
+        say(
+            f"detection: {len(result.trips):,} trips, {len(result.alerts):,} alerts "
+            f"from {result.fixes:,} fixes "
+            f"in {out.detect_seconds:.1f} s"
+        )
     states: list[dict[str, Any]] = []
     if "vehicle_state" in tables:
-        at = state_at or max(datetime.fromtimestamp(m.t, UTC) for s in ds.streams for m in s if m.kind == "fix")
+        at = state_at or max(
+            datetime.fromtimestamp(m.t, UTC) for s in ds.streams for m in s if m.kind == "fix"
+        )
         states = vehicle_states(ds, result.alerts.values() if result else (), at)
     names = demo_topics(tag)
     dlq = f"fw-demo-{tag}-dlq"
@@ -197,15 +214,22 @@ def load(
         out.produce_seconds = time.monotonic() - started
         started = time.monotonic()
         overrides = {t: names[t] for t in tables}
-        runner = SinkRunner(settings, make_sinks(list(tables), overrides), group=f"fw-demo-{tag}",
-                            dlq_topic=dlq, stop=threading.Event())  # fmt: skip
+        runner = SinkRunner(
+            settings,
+            make_sinks(list(tables), overrides),
+            group=f"fw-demo-{tag}",
+            dlq_topic=dlq,
+            stop=threading.Event(),
+        )
         stats = runner.run(idle_exit_s=5.0, progress_every_s=0)
         out.sink_seconds = time.monotonic() - started
         out.stored = {t: stats.changed[t] for t in tables}
         out.dead_letters = stats.dead_lettered
         out.sink_records_per_s = stats.records_per_s
-        say(f"sink: {stats.records:,} records in {out.sink_seconds:.1f} s ({stats.records_per_s:,.0f}/s), "
-            f"rows changed {dict(stats.changed)}, dead letters {stats.dead_lettered}")  # fmt: skip
+        say(
+            f"sink: {stats.records:,} records in {out.sink_seconds:.1f} s ({stats.records_per_s:,.0f}/s), "
+            f"rows changed {dict(stats.changed)}, dead letters {stats.dead_lettered}"
+        )
     finally:
         for table in (*tables, "dlq"):
             delete_topic(settings, names.get(table, dlq))

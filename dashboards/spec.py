@@ -44,9 +44,7 @@ class Query:
 
 
 def shape(queries: list[Query]) -> Json:
-    return {
-        q.ref_id: {"format": q.format, "needs": q.needs, "expect_rows": q.expect_rows} for q in queries
-    }
+    return {q.ref_id: {"format": q.format, "needs": q.needs, "expect_rows": q.expect_rows} for q in queries}
 
 
 def panel(
@@ -106,10 +104,11 @@ def custom_variable(name: str, label: str, values: list[str], *, multi: bool = T
         "query": ",".join(values),
         "multi": multi,
         "includeAll": multi,
-        "current": {"selected": True, "text": ["All"], "value": ["$__all"]} if multi else
-                   {"selected": True, "text": values[0], "value": values[0]},
+        "current": {"selected": True, "text": ["All"], "value": ["$__all"]}
+        if multi
+        else {"selected": True, "text": values[0], "value": values[0]},
         "options": [{"selected": False, "text": v, "value": v} for v in values],
-    }  # fmt: skip
+    }
 
 
 def textbox_variable(name: str, label: str, default: str = "") -> Json:

@@ -19,8 +19,8 @@ from fleetwatch.settings import Settings
 from store.db import connect
 from store.maintain import drop_expired_positions
 from store.migrate import MigrationError, migrate, migration_status
-from store.rollups import recent_days, refresh_kpi_daily
 from store.roles import AccountError, add_org_account, ensure_service_logins, list_org_accounts
+from store.rollups import recent_days, refresh_kpi_daily
 
 console = Console(width=None if sys.stdout.isatty() else 150)
 db_app = typer.Typer(
@@ -107,13 +107,15 @@ def maintain_cmd(
         typer.Option(help="Keep positions this many days [default: FLEETWATCH_POSITIONS_RETENTION_DAYS]."),
     ] = None,
     rollup_days: Annotated[
-        int, typer.Option(help="Rebuild the dashboards' kpi_daily rollup for this many days up to today.", min=1)
+        int, typer.Option(help="Rebuild the dashboards' kpi_daily for this many days up to today.", min=1)
     ] = 3,
     rollup_from: Annotated[
         datetime | None,
-        typer.Option(formats=["%Y-%m-%d"], help="Backfill kpi_daily from this day (to --rollup-to or today)."),
+        typer.Option(formats=["%Y-%m-%d"], help="Backfill kpi_daily from this day (to --rollup-to)."),
     ] = None,
-    rollup_to: Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Last day of a backfill.")] = None,
+    rollup_to: Annotated[
+        datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Last day of a backfill [default: today].")
+    ] = None,
 ) -> None:
     """Drop positions chunks older than the retention and rebuild recent KPI rollups (run it
     hourly or daily, e.g. from cron)."""
@@ -136,7 +138,9 @@ def maintain_cmd(
     )
     for chunk in result.dropped_chunks:
         console.print(f"  [dim]{chunk}[/]")
-    console.print(f"kpi_daily: rebuilt {rollup.first_day} .. {rollup.last_day}: {rollup.rows:,} (day, org) rows")
+    console.print(
+        f"kpi_daily: rebuilt {rollup.first_day} .. {rollup.last_day}: {rollup.rows:,} (day, org) rows"
+    )
 
 
 @account_app.command("add")

@@ -99,7 +99,11 @@ def refresh_kpi_daily(
 
 
 def recent_days(
-    conn: psycopg.Connection[tuple[object, ...]], days: int, *, tz: str = TIME_ZONE, now: datetime | None = None
+    conn: psycopg.Connection[tuple[object, ...]],
+    days: int,
+    *,
+    tz: str = TIME_ZONE,
+    now: datetime | None = None,
 ) -> tuple[date, date]:
     """(first, last) civil days of the ``days`` days up to today (or ``now``) in ``tz``."""
     if days < 1:

@@ -25,8 +25,10 @@ def ctx(span: timedelta = timedelta(hours=6), **variables: VariableValue) -> Que
 
 def test_time_filter_and_bounds_are_rfc3339_utc() -> None:
     sql = interpolate("WHERE $__timeFilter(ts) AND x < $__timeTo() AND y > $__timeFrom()", ctx())
-    assert sql == ("WHERE ts BETWEEN '2026-11-25T00:00:00Z' AND '2026-11-25T06:00:00Z' "
-                   "AND x < '2026-11-25T06:00:00Z' AND y > '2026-11-25T00:00:00Z'")  # fmt: skip
+    assert sql == (
+        "WHERE ts BETWEEN '2026-11-25T00:00:00Z' AND '2026-11-25T06:00:00Z' "
+        "AND x < '2026-11-25T06:00:00Z' AND y > '2026-11-25T00:00:00Z'"
+    )
 
 
 def test_time_filter_converts_other_offsets_to_utc() -> None:
@@ -73,5 +75,7 @@ def test_undefined_variable_and_unknown_macro_are_errors() -> None:
 
 
 def test_variables_used_ignores_macros_and_globals() -> None:
-    sql = "SELECT $__timeGroupAlias(ts, $__interval) WHERE org IN ($unit) AND v = '${vehicle}' AND $__timeFilter(ts)"
+    sql = (
+        "SELECT $__timeGroupAlias(ts, $__interval) WHERE org IN ($unit) AND v = '${vehicle}' AND $__time(ts)"
+    )
     assert variables_used(sql) == {"unit", "vehicle"}

@@ -60,17 +60,19 @@ def _workflow(settings: Settings, acknowledged: str, closed: str) -> None:
     """What a fleet manager does through issue 12's workflow (not on this branch yet): acknowledge one
     alert, acknowledge and close another; status plus an alert_events row each, as the schema says."""
     with connect(settings) as conn, conn.transaction():
-        for alert_id, steps in ((acknowledged, [("open", "acknowledged", 2)]),
-                                (closed, [("open", "acknowledged", 1), ("acknowledged", "closed", 5)])):
+        for alert_id, steps in (
+            (acknowledged, [("open", "acknowledged", 2)]),
+            (closed, [("open", "acknowledged", 1), ("acknowledged", "closed", 5)]),
+        ):
             for old, new, hours in steps:
                 conn.execute(
-                    "INSERT INTO alert_events (alert_id, org, at, actor, kind, from_status, to_status, reason) "
-                    "SELECT alert_id, org, raised_at + make_interval(hours => %s), 'manager-test', %s, %s, %s, "
+                    "INSERT INTO alert_events (alert_id, org, at, actor, kind, from_status, to_status, "
+                    "reason) SELECT alert_id, org, raised_at + make_interval(hours => %s), 'manager-test', "
+                    "%s, %s, %s, "
                     "'checked with the driver' FROM alerts WHERE alert_id = %s",
                     (hours, new, old, new, alert_id),
                 )
                 conn.execute("UPDATE alerts SET status = %s WHERE alert_id = %s", (new, alert_id))
-        # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +84,15 @@ def loaded(database: Settings) -> Iterator[Loaded]:
     past = build_fleet(40, seed=5, start=past_day, duration=timedelta(days=1), mix=0.6, namespace=namespace)
     result = load(database, past, tag=f"{tag}-past")
     assert result.dead_letters == 0 and result.stored["alerts"] > 0 and result.stored["trips"] > 0
-    live = build_fleet(40, seed=5, start=now - timedelta(hours=6), duration=timedelta(hours=6), mix=0.0,
-                       namespace=namespace, seq_base=10_000_000)  # fmt: skip
+    live = build_fleet(
+        40,
+        seed=5,
+        start=now - timedelta(hours=6),
+        duration=timedelta(hours=6),
+        mix=0.0,
+        namespace=namespace,
+        seq_base=10_000_000,
+    )
     result = load(database, live, tag=f"{tag}-live", state_at=now)
     assert result.stored["vehicle_state"] == 40
     vehicles = {v.vehicle_id for v in past.world.vehicles}
@@ -99,8 +108,17 @@ def loaded(database: Settings) -> Iterator[Loaded]:
     with connect(database) as conn:
         refresh_kpi_daily(conn, past_day.date() - timedelta(days=1), now.astimezone(SHANGHAI).date())
     zj = next(v.vehicle_id for v in past.world.vehicles if v.city == "js.zj")
-    yield Loaded(database, past_day, now, namespace, str(rows[0][1]), str(rows[0][0]), zj,
-                 str(rows[1][0]), str(rows[2][0]))  # fmt: skip
+    yield Loaded(
+        database,
+        past_day,
+        now,
+        namespace,
+        str(rows[0][1]),
+        str(rows[0][0]),
+        zj,
+        str(rows[1][0]),
+        str(rows[2][0]),
+    )
 
 
 def _run_all(loaded: Loaded, user: str, password: str) -> dict[str, list[QueryResult]]:
@@ -108,7 +126,9 @@ def _run_all(loaded: Loaded, user: str, password: str) -> dict[str, list[QueryRe
     with connect_as(loaded.settings, user, password) as conn:
         for board in load_committed().values():
             start, end = loaded.window(board["uid"])
-            out[board["uid"]] = run_dashboard(conn, board, start, end, loaded.overrides(board["uid"]), keep_rows=10**6)
+            out[board["uid"]] = run_dashboard(
+                conn, board, start, end, loaded.overrides(board["uid"]), keep_rows=10**6
+            )
     return out
 
 
@@ -138,7 +158,9 @@ def test_every_query_runs_as_the_read_only_login_with_the_columns_and_rows_its_p
     print(f"\n{ran} queries ran clean: " + ", ".join(f"{u} {len(rs)}" for u, rs in as_reader.items()))
 
 
-def test_alert_counts_follow_the_workflow_and_the_sla(loaded: Loaded, as_reader: dict[str, list[QueryResult]]) -> None:
+def test_alert_counts_follow_the_workflow_and_the_sla(
+    loaded: Loaded, as_reader: dict[str, list[QueryResult]]
+) -> None:
     totals = _find(as_reader["fw-alerts-sla"], "Alerts raised in range by status")
     open_, acknowledged, closed, overdue = totals.values[0]
     assert acknowledged >= 1 and closed >= 1 and open_ >= 1
@@ -168,7 +190,11 @@ def test_a_city_account_sees_only_its_city(loaded: Loaded, as_reader: dict[str, 
         for r in results:
             names = [c for c, _ in r.columns]
             orgs = {row[names.index("org")] for row in r.values} if "org" in names else set()
-            orgs |= {org_of[row[names.index("vehicle_id")]] for row in r.values} if "vehicle_id" in names else set()
+            orgs |= (
+                {org_of[row[names.index("vehicle_id")]] for row in r.values}
+                if "vehicle_id" in names
+                else set()
+            )
             assert all(str(o).startswith("js.nj") for o in orgs), (uid, r.where, orgs)
             checked += bool(orgs)
     assert checked >= 5  # live map vehicles and alerts, alerts by org and listed, KPIs per org
@@ -184,9 +210,13 @@ def test_a_city_account_sees_only_its_city(loaded: Loaded, as_reader: dict[str, 
         start, end = loaded.window("fw-track-replay")
         route = _find(run_dashboard(conn, replay, start, end, {"vehicle": [loaded.zj_vehicle]}), "Route")
     assert route.rows == 0
-    with connect_as(loaded.settings, loaded.settings.pg_dashboards_user,
-                    loaded.settings.secret("pg_dashboards_password")) as conn:  # fmt: skip
+    with connect_as(
+        loaded.settings, loaded.settings.pg_dashboards_user, loaded.settings.secret("pg_dashboards_password")
+    ) as conn:
         route = _find(run_dashboard(conn, replay, start, end, {"vehicle": [loaded.zj_vehicle]}), "Route")
     assert route.rows > 0
-    print(f"\ncity account {role}: {checked} queries with org / vehicle rows, all in js.nj; live map {city_map.rows} "
-          f"of {all_map.rows} vehicles")
+    print(
+        f"\ncity account {role}: {checked} queries with org / vehicle rows, all in js.nj; "
+        f"live map {city_map.rows} "
+        f"of {all_map.rows} vehicles"
+    )

@@ -26,7 +26,12 @@ def test_committed_json_is_what_the_python_definitions_render() -> None:
 
 def test_all_five_dashboards_pass_the_static_checks(boards: dict[str, Json]) -> None:
     assert {b["uid"] for b in boards.values()} == {
-        "fw-live-map", "fw-alerts-sla", "fw-track-replay", "fw-fleet-kpis", "fw-pipeline"}  # fmt: skip
+        "fw-live-map",
+        "fw-alerts-sla",
+        "fw-track-replay",
+        "fw-fleet-kpis",
+        "fw-pipeline",
+    }
     assert static_problems(boards) == []
 
 
@@ -39,29 +44,52 @@ def _mutated(boards: dict[str, Json], name: str) -> tuple[dict[str, Json], Json]
     ("breakage", "expected"),
     [
         (lambda b: b["alerts-sla.json"].__setitem__("uid", "fw-live-map"), "uid 'fw-live-map'"),
-        (lambda b: b["live-map.json"]["panels"][0]["targets"][0]["datasource"].__setitem__("uid", "other"),
-         "not a provisioned datasource"),
-        (lambda b: b["fleet-kpis.json"]["panels"][1]["targets"][0].__setitem__(
-            "rawSql", "SELECT 1 WHERE org IN ($units)"), "undefined variable(s) ['units']"),
+        (
+            lambda b: b["live-map.json"]["panels"][0]["targets"][0]["datasource"].__setitem__("uid", "other"),
+            "not a provisioned datasource",
+        ),
+        (
+            lambda b: b["fleet-kpis.json"]["panels"][1]["targets"][0].__setitem__(
+                "rawSql", "SELECT 1 WHERE org IN ($units)"
+            ),
+            "undefined variable(s) ['units']",
+        ),
         (lambda b: b["live-map.json"]["templating"]["list"].reverse(), "before they are defined"),
-        (lambda b: b["alerts-sla.json"]["panels"][-1]["fieldConfig"]["defaults"]["links"][0].__setitem__(
-            "url", "/d/fw-track-replay/x?var-vehicel=${__data.fields.vehicle_id}"), "var-vehicel"),
-        (lambda b: b["alerts-sla.json"]["panels"][-1]["fieldConfig"]["defaults"]["links"][0].__setitem__(
-            "url", "/d/fw-nope/x?var-vehicle=1"), "unknown dashboard uid 'fw-nope'"),
-        (lambda b: b["pipeline-health.json"]["panels"][1].__setitem__("type", "graph-ng"), "not a core panel"),
-        (lambda b: b["pipeline-health.json"]["panels"][1]["fleetwatch"]["shape"]["A"]["needs"].pop("time"),
-         "needs a time column"),
+        (
+            lambda b: b["alerts-sla.json"]["panels"][-1]["fieldConfig"]["defaults"]["links"][0].__setitem__(
+                "url", "/d/fw-track-replay/x?var-vehicel=${__data.fields.vehicle_id}"
+            ),
+            "var-vehicel",
+        ),
+        (
+            lambda b: b["alerts-sla.json"]["panels"][-1]["fieldConfig"]["defaults"]["links"][0].__setitem__(
+                "url", "/d/fw-nope/x?var-vehicle=1"
+            ),
+            "unknown dashboard uid 'fw-nope'",
+        ),
+        (
+            lambda b: b["pipeline-health.json"]["panels"][1].__setitem__("type", "graph-ng"),
+            "not a core panel",
+        ),
+        (
+            lambda b: b["pipeline-health.json"]["panels"][1]["fleetwatch"]["shape"]["A"]["needs"].pop("time"),
+            "needs a time column",
+        ),
         (lambda b: b["live-map.json"]["panels"][0]["options"]["layers"][1].pop("type"), "geomap layers"),
     ],
-)  # fmt: skip
-def test_the_static_checks_catch_each_kind_of_mistake(boards: dict[str, Json], breakage: object, expected: str) -> None:
+)
+def test_the_static_checks_catch_each_kind_of_mistake(
+    boards: dict[str, Json], breakage: object, expected: str
+) -> None:
     broken = copy.deepcopy(boards)
     breakage(broken)  # type: ignore[operator]
     problems = static_problems(broken)
     assert any(expected in p for p in problems), problems
 
 
-def test_live_map_reads_vehicle_state_never_positions_and_kpis_read_the_rollup(boards: dict[str, Json]) -> None:
+def test_live_map_reads_vehicle_state_never_positions_and_kpis_read_the_rollup(
+    boards: dict[str, Json],
+) -> None:
     live = " ".join(sql for _, sql in sql_texts(boards["live-map.json"]))
     assert "vehicle_state" in live and "positions" not in live
     kpi_panels = [sql for where, sql in sql_texts(boards["fleet-kpis.json"]) if where.startswith("panel")]
@@ -85,8 +113,11 @@ def test_offline_basemap_by_default_and_a_tile_url_setting_swaps_in_xyz(tmp_path
     settings = Settings(dashboards_tile_url=url, pg_host="db.internal", pg_port=5433)
     tree = provision(tmp_path, settings)
     board = json.loads((tmp_path / "dashboards" / "live-map.json").read_text(encoding="utf-8"))
-    assert board["panels"][0]["options"]["basemap"] == {"type": "xyz", "name": "Basemap",
-                                                        "config": {"url": url, "attribution": ""}}  # fmt: skip
+    assert board["panels"][0]["options"]["basemap"] == {
+        "type": "xyz",
+        "name": "Basemap",
+        "config": {"url": url, "attribution": ""},
+    }
     datasource = tree.datasource.read_text(encoding="utf-8")
     assert "url: db.internal:5433" in datasource and "user: fleetwatch_dashboards" in datasource
     assert "password: ${FLEETWATCH_PG_DASHBOARDS_PASSWORD}" in datasource  # the secret stays out of files
