@@ -18,12 +18,15 @@ live map's time, and each against its target (panels <= 1 s, live map <= 200 ms)
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -41,6 +44,8 @@ from simulator._dataset import build_fleet
 from simulator._motion import MotionConfig
 from simulator._scenarios import is_workday
 from simulator._world import build_world
+from sink.registry import make_sinks
+from sink.runner import SinkRunner, SinkStats
 from store.db import connect
 from store.rollups import refresh_kpi_daily
 
@@ -48,95 +53,97 @@ console = Console(width=160)
 SEED = 11
 
 
-def _sink(settings: Settings, overrides: dict[str, str], group: str, dlq: str) -> tuple[int, float, float]:
-    import threading
+MOTION = MotionConfig(10, 600)
 
-    from sink.registry import make_sinks
-    from sink.runner import SinkRunner
 
-    runner = SinkRunner(
-        settings, make_sinks(list(overrides), overrides), group=group, dlq_topic=dlq, stop=threading.Event()
-    )
+def _produce_day(args: tuple[Settings, str, int, datetime, int]) -> int:
+    """One simulated day of the fleet into the positions topic (runs in a worker process)."""
+    settings, topic, vehicles, day_start, day = args
+    ds = build_fleet(vehicles, SEED, day_start, timedelta(days=1), 0.05, MOTION, seq_base=day * 1_000_000)
+    argv = ["kcat", "-P", "-b", settings.kafka_bootstrap, "-t", topic, "-K", "\t", "-z", "lz4"]
+    kcat = subprocess.Popen(argv, stdin=subprocess.PIPE)
+    assert kcat.stdin is not None
+    count = 0
+    for vehicle, m in ds.messages():
+        kcat.stdin.write(vehicle.vehicle_id.encode() + b"\t" + m.payload + b"\n")
+        count += 1
+    kcat.stdin.close()
+    if kcat.wait() != 0:
+        raise RuntimeError("kcat failed")
+    return count
+
+
+def _detect_day(args: tuple[Settings, dict[str, str], int, datetime, int]) -> str:
+    """Detection over a sample of one day; trips and alerts to their topics (a worker process)."""
+    settings, topics, vehicles, day_start, day = args
+    sample = build_fleet(vehicles, SEED, day_start, timedelta(days=1), 0.05, MOTION, seq_base=day * 1_000_000)
     started = time.monotonic()
-    stats = runner.run(idle_exit_s=10.0, progress_every_s=60)
-    return stats.records, time.monotonic() - started - 10.0, stats.records_per_s
+    result = detect(sample)
+    for table in ("trips", "alerts"):
+        produce(settings, topics[table], _records(sample, result, [], table))
+    return (
+        f"detection over {vehicles:,} vehicles on {day_start:%Y-%m-%d %H:%M}: {len(result.trips):,} trips, "
+        f"{len(result.alerts):,} alerts in {time.monotonic() - started:.0f} s"
+    )
+
+
+def _sink_until(settings: Settings, overrides: dict[str, str], group: str, dlq: str, done: Any) -> SinkStats:
+    """The sink in a thread from the start; stops once ``done()`` and it has been idle 10 s."""
+    stop = threading.Event()
+    runner = SinkRunner(
+        settings, make_sinks(list(overrides), overrides), group=group, dlq_topic=dlq, stop=stop
+    )
+    thread = threading.Thread(target=runner.run, kwargs={"progress_every_s": 0}, daemon=True)
+    thread.start()
+    last, idle_since = -1, time.monotonic()
+    while thread.is_alive():
+        time.sleep(5)
+        if runner.stats.records != last:
+            last, idle_since = runner.stats.records, time.monotonic()
+        elif done() and time.monotonic() - idle_since > 10:
+            stop.set()
+    thread.join()
+    return runner.stats
 
 
 def load(settings: Settings, vehicles: int, days: int, map_vehicles: int, detect_vehicles: int) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     start = now - timedelta(days=days)
-    register_world(
-        settings, build_world(SEED, (map_vehicles * 3 + 3) // 4, map_vehicles - (map_vehicles * 3 + 3) // 4)
-    )
+    nanjing = (map_vehicles * 3 + 3) // 4
+    register_world(settings, build_world(SEED, nanjing, map_vehicles - nanjing))
     tag = f"bench{int(time.time())}"
     topics = {t: f"fw-bench-{tag}-{t}" for t in ("positions", "trips", "alerts", "vehicle_state", "dlq")}
     for table, topic in topics.items():
         create_topic(settings, topic, 6 if table == "positions" else 3)
-    motion = MotionConfig(10, 600)
-    total = 0
+    workdays = [d for d in range(days) if is_workday((start + timedelta(days=d)).date())]
+    detect_day = workdays[-1] if workdays else days - 1
+    t0 = time.monotonic()
+    finished = threading.Event()
     try:
-        t0 = time.monotonic()
-        for day in range(days):
-            day_start = start + timedelta(days=day)
-            ds = build_fleet(
-                vehicles, SEED, day_start, timedelta(days=1), 0.05, motion, seq_base=day * 1_000_000
+        # Two simulator processes (the simulator is the slow part) while the sink stores what is there.
+        with multiprocessing.get_context("spawn").Pool(2) as pool:
+            jobs = [
+                (settings, topics["positions"], vehicles, start + timedelta(days=d), d) for d in range(days)
+            ]
+            counts = pool.map_async(_produce_day, jobs)
+            detection = pool.apply_async(
+                _detect_day,
+                ((settings, topics, detect_vehicles, start + timedelta(days=detect_day), detect_day),),
             )
-            kcat = subprocess.Popen(
-                [
-                    "kcat",
-                    "-P",
-                    "-b",
-                    settings.kafka_bootstrap,
-                    "-t",
-                    topics["positions"],
-                    "-K",
-                    "\t",
-                    "-z",
-                    "lz4",
-                ],
-                stdin=subprocess.PIPE,
-            )
-            assert kcat.stdin is not None
-            count = 0
-            for vehicle, m in ds.messages():
-                kcat.stdin.write(vehicle.vehicle_id.encode() + b"\t" + m.payload + b"\n")
-                count += 1
-            kcat.stdin.close()
-            if kcat.wait() != 0:
-                raise SystemExit("kcat failed")
-            total += count
-            console.print(
-                f"day {day + 1}/{days}: {count:,} fixes produced ({total:,} so far, "
-                f"{time.monotonic() - t0:.0f} s)"
-            )
-            del ds
-        workdays = [d for d in range(days) if is_workday((start + timedelta(days=d)).date())]
-        detect_day = start + timedelta(days=workdays[-1] if workdays else days - 1)
-        sample = build_fleet(
-            detect_vehicles,
-            SEED,
-            detect_day,
-            timedelta(days=1),
-            0.05,
-            motion,
-            seq_base=(workdays[-1] if workdays else days - 1) * 1_000_000,
-        )
-        started = time.monotonic()
-        result = detect(sample)
+
+            def done() -> bool:
+                if counts.ready() and detection.ready() and not finished.is_set():
+                    finished.set()
+                    console.print(f"produced {sum(counts.get()):,} fixes in {time.monotonic() - t0:.0f} s")
+                    console.print(detection.get())
+                return finished.is_set()
+
+            overrides = {t: topics[t] for t in ("positions", "trips", "alerts")}
+            stats = _sink_until(settings, overrides, f"fw-bench-{tag}", topics["dlq"], done)
         console.print(
-            f"detection over {detect_vehicles:,} vehicles on {detect_day:%Y-%m-%d %H:%M}: "
-            f"{len(result.trips):,} trips, {len(result.alerts):,} alerts "
-            f"in {time.monotonic() - started:.0f} s"
+            f"sink: {stats.records:,} records, {stats.records_per_s:,.0f} records/s while busy; "
+            f"rows changed {dict(stats.changed)}; load took {time.monotonic() - t0:.0f} s"
         )
-        for table in ("trips", "alerts"):
-            produce(settings, topics[table], _records(sample, result, [], table))
-        records, seconds, rate = _sink(
-            settings,
-            {t: topics[t] for t in ("positions", "trips", "alerts")},
-            f"fw-bench-{tag}",
-            topics["dlq"],
-        )
-        console.print(f"sink: {records:,} records in {seconds:.0f} s ({rate:,.0f} records/s)")
         fleet = build_fleet(map_vehicles, SEED, now - timedelta(minutes=10), timedelta(minutes=10), 0.05)
         states = vehicle_states(fleet, (), now)
         produce(
@@ -144,10 +151,14 @@ def load(settings: Settings, vehicles: int, days: int, map_vehicles: int, detect
             topics["vehicle_state"],
             ((r["vehicle_id"].encode(), orjson.dumps(r), None) for r in states),
         )
-        records, seconds, rate = _sink(
-            settings, {"vehicle_state": topics["vehicle_state"]}, f"fw-bench-{tag}-vs", topics["dlq"]
+        stats = _sink_until(
+            settings,
+            {"vehicle_state": topics["vehicle_state"]},
+            f"fw-bench-{tag}-vs",
+            topics["dlq"],
+            lambda: True,
         )
-        console.print(f"vehicle_state: {records:,} rows via the sink")
+        console.print(f"vehicle_state: {stats.changed['vehicle_state']:,} rows via the sink")
     finally:
         for topic in topics.values():
             delete_topic(settings, topic)
