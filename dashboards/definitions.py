@@ -734,7 +734,7 @@ GROUP BY 1 ORDER BY 1""",
         "fleetwatch · Pipeline health",
         panels,
         ORG_VARIABLES,
-        time_from="now-1h",
+        time_from="now-15m",
         refresh="30s",
         description="Rates and lags of ingest, workers and sink, from what each stage stamps.",
     )
