@@ -220,3 +220,33 @@ def test_a_city_account_sees_only_its_city(loaded: Loaded, as_reader: dict[str, 
         f"live map {city_map.rows} "
         f"of {all_map.rows} vehicles"
     )
+
+
+def test_kpi_rollup_agrees_with_the_tables_it_summarises(loaded: Loaded) -> None:
+    # The working day and the next (a close 5 h after a late alert lands there).
+    days = {
+        "tz": "Asia/Shanghai",
+        "d1": loaded.past_day.date(),
+        "d2": loaded.past_day.date() + timedelta(days=1),
+    }
+    local = "(%s AT TIME ZONE %%(tz)s)::date BETWEEN %%(d1)s AND %%(d2)s"
+    trips = f"SELECT trip_id, distance_m FROM trips WHERE NOT retracted AND {local % 'start_at'}"
+    with connect(loaded.settings) as conn:
+        rolled = conn.execute(
+            "SELECT sum(trips), sum(km_driven), sum(off_hours_trips), sum(alerts_raised), "
+            "sum(alerts_closed), sum(fixes) FROM kpi_daily WHERE day BETWEEN %(d1)s AND %(d2)s",
+            days,
+        ).fetchone()
+        direct = conn.execute(
+            f"SELECT (SELECT count(*) FROM ({trips}) t), (SELECT sum(distance_m) / 1000 FROM ({trips}) t), "
+            "(SELECT count(DISTINCT trip_id) FROM alerts WHERE type = 'off_hours' AND status <> 'retracted' "
+            f" AND trip_id IN (SELECT trip_id FROM ({trips}) t)), "
+            f"(SELECT count(*) FROM alerts WHERE status <> 'retracted' AND {local % 'raised_at'}), "
+            f"(SELECT count(*) FROM alert_events WHERE to_status = 'closed' AND {local % 'at'}), "
+            f"(SELECT count(*) FROM positions WHERE {local % 'ts'})",
+            days,
+        ).fetchone()
+    assert rolled is not None and direct is not None
+    assert rolled[0] == direct[0] > 0 and abs(rolled[1] - direct[1]) < 1e-6 * direct[1]
+    assert rolled[2] == direct[2] and rolled[3] == direct[3] > 0 and rolled[4] == direct[4] >= 1
+    assert rolled[5] == direct[5] > 0
