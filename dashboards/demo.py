@@ -80,9 +80,7 @@ def detect(ds: Dataset) -> Any:
     return detect_lines((m.payload for _, m in ds.messages()), Context(rules, book), check_future=False)
 
 
-def vehicle_states(
-    ds: Dataset, alerts: Iterable[Alert], at: datetime, rules: Any = None
-) -> list[dict[str, Any]]:
+def vehicle_states(ds: Dataset, alerts: Iterable[Alert], at: datetime) -> list[dict[str, Any]]:
     """Each vehicle's live-map row as of ``at`` (see the module docstring for the status rules)."""
     from geofence.rules import OrgSettings
 
