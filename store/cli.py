@@ -119,6 +119,9 @@ def maintain_cmd(
 ) -> None:
     """Drop positions chunks older than the retention and rebuild recent KPI rollups (run it
     hourly or daily, e.g. from cron)."""
+    if rollup_from is not None and rollup_to is not None and rollup_to < rollup_from:
+        console.print(f"[bold red]error:[/] --rollup-to {rollup_to:%Y-%m-%d} is before --rollup-from")
+        raise typer.Exit(2)
     settings = Settings()
     days = retention_days if retention_days is not None else settings.positions_retention_days
     with _owner() as conn:
