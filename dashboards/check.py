@@ -4,6 +4,7 @@ panel query, interpolated as Grafana would, run against the database as a given 
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -201,6 +202,16 @@ def _decoded_problems(name: str, board: Json, decoded: Any, panel_cls: Any) -> l
                     f"{name}: panel {raw['title']!r}: geomap layers did not decode to known "
                     f"layer types: {types}"
                 )
+    # And back out through the SDK's encoder: the same panels, titles and queries.
+    from grafana_foundation_sdk.cog.encoder import JSONEncoder
+
+    again = json.loads(JSONEncoder().encode(decoded))
+    summary = [
+        (p.get("type"), p.get("title"), [t.get("rawSql") for t in p.get("targets", [])])
+        for p in again["panels"]
+    ]
+    if summary != [(p["type"], p["title"], [t["rawSql"] for t in p["targets"]]) for p in board["panels"]]:
+        problems.append(f"{name}: re-encoded by the SDK, its panels or queries differ")
     names = [v.name for v in decoded.templating.list_val or []]
     if names != [v["name"] for v in board["templating"]["list"]]:
         problems.append(f"{name}: variables decoded as {names}")
