@@ -53,3 +53,14 @@ CREATE POLICY kpi_daily_scoped ON kpi_daily FOR SELECT TO fw_scoped
 -- column, like the others (0002).
 ALTER TABLE positions ADD COLUMN stored_at timestamptz NOT NULL DEFAULT now();
 GRANT SELECT (stored_at) ON positions TO fw_scoped;
+-- TimescaleDB propagates that GRANT to the chunks that exist now (measured), and chunks have no
+-- row-level security: take it back from every existing chunk (new chunks do not get it).
+DO $$
+DECLARE
+    chunk regclass;
+BEGIN
+    FOR chunk IN SELECT show_chunks('positions') LOOP
+        EXECUTE format('REVOKE ALL ON TABLE %s FROM fw_scoped', chunk);
+    END LOOP;
+END
+$$;
