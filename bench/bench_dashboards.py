@@ -1,13 +1,14 @@
 """Every dashboard panel query on >= 10 M positions, as the read-only dashboards login.
 
-Load (``--load``; run it against a database of its own, e.g. ``FLEETWATCH_PG_DATABASE=fleetwatch_bench``
+Load (``--load``; against a database of its own, e.g. ``FLEETWATCH_PG_DATABASE=fleetwatch_bench``
 after ``fleetwatch db migrate``): the simulator's fleet (``--vehicles``, default 5,000) over the
 last ``--days`` (7) days, day by day, one fix per 10 s while moving and a heartbeat per 600 s parked
 (so 5,000 x 7 days is ~12 M fixes), produced to a Kafka topic with ``kcat`` (the Python producer
 would take longer than the rest together) and stored by the sink; detection over the first
 ``--detect-vehicles`` (1,000) vehicles' last working day gives trips and alerts (detection over all
-would take longer than the whole load on 2 cores); a ``--map-vehicles`` (31,000) fleet gives the
-live map's vehicle_state; ``fleetwatch db maintain``'s rollup rebuilds kpi_daily.
+would take longer than the whole load on 2 cores); vehicle_state gets a row for each of
+``--map-vehicles`` (31,000) registered vehicles (newest stored fix, else parked at its depot);
+``fleetwatch db maintain``'s rollup rebuilds kpi_daily.
 
 Measure: each dashboard's variable, panel and annotation queries, interpolated as Grafana would,
 ``--repeat`` times; the median of each. Baseline in the same run: a full ``count(*)`` of positions
@@ -27,6 +28,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -37,8 +39,9 @@ from rich.table import Table
 
 from dashboards.build import load_committed
 from dashboards.check import QueryResult, connect_as, run_dashboard
-from dashboards.demo import _records, detect, produce, register_world, vehicle_states
+from dashboards.demo import _records, detect, produce, register_world
 from fleetwatch.kafka_io import create_topic, delete_topic
+from fleetwatch.records import format_timestamp
 from fleetwatch.settings import Settings
 from simulator._dataset import build_fleet
 from simulator._motion import MotionConfig
@@ -51,6 +54,7 @@ from store.rollups import refresh_kpi_daily
 
 console = Console(width=160)
 SEED = 11
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 MOTION = MotionConfig(10, 600)
@@ -106,6 +110,32 @@ def _sink_until(settings: Settings, overrides: dict[str, str], group: str, dlq: 
     return runner.stats
 
 
+def _map_states(settings: Settings, world: Any, now: datetime) -> list[dict[str, Any]]:
+    """A vehicle_state row for every vehicle of the (31k) world: its newest stored fix if it has one
+    (the bench fleet), else parked at its unit's depot. (Simulating 31,000 vehicles even for minutes
+    costs a simulated day each: the simulator clips whole days.)"""
+    with connect(settings) as conn:
+        newest = {
+            str(v): (ts, lat, lon, speed, ignition)
+            for v, ts, lat, lon, speed, ignition in conn.execute(
+                "SELECT DISTINCT ON (vehicle_id) vehicle_id, ts, lat, lon, speed_kmh, ignition "
+                "FROM positions WHERE ts > %s::timestamptz - interval '1 day' ORDER BY vehicle_id, ts DESC",
+                (now,),
+            ).fetchall()
+        }
+    rows = []
+    for v in world.vehicles:
+        parked = (now, v.unit.depot_lat, v.unit.depot_lon, 0.0, False)
+        ts, lat, lon, speed, ignition = newest.get(v.vehicle_id, parked)
+        rows.append({
+            "vehicle_id": v.vehicle_id, "org": v.org, "ts": format_timestamp(ts), "lat": lat, "lon": lon,
+            "speed_kmh": float(speed), "heading": 0.0, "ignition": bool(ignition),
+            "status": "moving" if ignition and speed >= 3 else "parked", "open_alert_ids": [],
+            "revision": int(now.timestamp() * 1000),
+        })  # fmt: skip
+    return rows
+
+
 def load(settings: Settings, vehicles: int, days: int, map_vehicles: int, detect_vehicles: int) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     start = now - timedelta(days=days)
@@ -115,7 +145,9 @@ def load(settings: Settings, vehicles: int, days: int, map_vehicles: int, detect
     topics = {t: f"fw-bench-{tag}-{t}" for t in ("positions", "trips", "alerts", "vehicle_state", "dlq")}
     for table, topic in topics.items():
         create_topic(settings, topic, 6 if table == "positions" else 3)
-    workdays = [d for d in range(days) if is_workday((start + timedelta(days=d)).date())]
+    # A day window starts at ``start``'s time of day: judge it by its middle, in the platform's zone.
+    middles = [(start + timedelta(days=d, hours=12)).astimezone(SHANGHAI).date() for d in range(days)]
+    workdays = [d for d, day in enumerate(middles) if is_workday(day)]
     detect_day = workdays[-1] if workdays else days - 1
     t0 = time.monotonic()
     finished = threading.Event()
@@ -144,8 +176,7 @@ def load(settings: Settings, vehicles: int, days: int, map_vehicles: int, detect
             f"sink: {stats.records:,} records, {stats.records_per_s:,.0f} records/s while busy; "
             f"rows changed {dict(stats.changed)}; load took {time.monotonic() - t0:.0f} s"
         )
-        fleet = build_fleet(map_vehicles, SEED, now - timedelta(minutes=10), timedelta(minutes=10), 0.05)
-        states = vehicle_states(fleet, (), now)
+        states = _map_states(settings, build_world(SEED, nanjing, map_vehicles - nanjing), now)
         produce(
             settings,
             topics["vehicle_state"],
