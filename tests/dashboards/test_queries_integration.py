@@ -190,11 +190,11 @@ def test_a_city_account_sees_only_its_city(loaded: Loaded, as_reader: dict[str, 
         for r in results:
             names = [c for c, _ in r.columns]
             orgs = {row[names.index("org")] for row in r.values} if "org" in names else set()
-            orgs |= (
-                {org_of[row[names.index("vehicle_id")]] for row in r.values}
-                if "vehicle_id" in names
-                else set()
+            # A row's own org decides what RLS shows; a registered vehicle's org must agree too.
+            vehicles = (
+                {row[names.index("vehicle_id")] for row in r.values} if "vehicle_id" in names else set()
             )
+            orgs |= {org_of[v] for v in vehicles if v in org_of}
             assert all(str(o).startswith("js.nj") for o in orgs), (uid, r.where, orgs)
             checked += bool(orgs)
     assert checked >= 5  # live map vehicles and alerts, alerts by org and listed, KPIs per org
