@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "notify.cli",  # fleetwatch notify run|log
     "workflow.cli",  # fleetwatch alerts ...|complaint add|list
     "evidence.cli",  # fleetwatch evidence
+    "dashboards.cli",  # fleetwatch dashboards build|check|provision|demo
 )
 
 

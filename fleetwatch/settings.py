@@ -179,6 +179,12 @@ class Settings(BaseSettings):
     jt808_burst_frames: int = 200
     #: Frames one connection may have waiting for Kafka before the gateway stops reading it.
     jt808_max_in_flight: int = 256
+    # --- dashboards (Grafana) ------------------------------------------------------------------
+    #: XYZ tile URL for the map panels' basemap, e.g. Tianditu's (CGCS2000 ≈ WGS-84). Empty: the
+    #: offline basemap (permitted regions' outlines). Never a GCJ-02 source (AMap, Tencent): every
+    #: vehicle would be drawn ~500 m off.
+    dashboards_tile_url: str = ""
+    dashboards_tile_attribution: str = ""
 
     # --- contract limits -----------------------------------------------------------------
     max_future_seconds: float = MAX_FUTURE_SECONDS

@@ -1,4 +1,4 @@
-"""`fleetwatch db ...`: migrate, status, maintain, org accounts and registry import."""
+"""`fleetwatch db ...`: migrate, status, maintain (retention, rollups), org accounts and registry import."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import getpass
 import os
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -19,6 +20,7 @@ from store.db import connect
 from store.maintain import drop_expired_positions
 from store.migrate import MigrationError, migrate, migration_status
 from store.roles import AccountError, add_org_account, ensure_service_logins, list_org_accounts
+from store.rollups import recent_days, refresh_kpi_daily
 
 console = Console(width=None if sys.stdout.isatty() else 150)
 db_app = typer.Typer(
@@ -104,12 +106,34 @@ def maintain_cmd(
         int | None,
         typer.Option(help="Keep positions this many days [default: FLEETWATCH_POSITIONS_RETENTION_DAYS]."),
     ] = None,
+    rollup_days: Annotated[
+        int, typer.Option(help="Rebuild the dashboards' kpi_daily for this many days up to today.", min=1)
+    ] = 3,
+    rollup_from: Annotated[
+        datetime | None,
+        typer.Option(formats=["%Y-%m-%d"], help="Backfill kpi_daily from this day (to --rollup-to)."),
+    ] = None,
+    rollup_to: Annotated[
+        datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Last day of a backfill [default: today].")
+    ] = None,
 ) -> None:
-    """Drop positions chunks older than the retention (run it daily, e.g. from cron)."""
+    """Drop positions chunks older than the retention and rebuild recent KPI rollups (run it
+    hourly or daily, e.g. from cron)."""
+    if rollup_from is not None and rollup_to is not None and rollup_to < rollup_from:
+        console.print(f"[bold red]error:[/] --rollup-to {rollup_to:%Y-%m-%d} is before --rollup-from")
+        raise typer.Exit(2)
     settings = Settings()
     days = retention_days if retention_days is not None else settings.positions_retention_days
     with _owner() as conn:
         result = drop_expired_positions(conn, days)
+        first, last = recent_days(conn, rollup_days)
+        if rollup_from is not None:
+            first, last = rollup_from.date(), rollup_to.date() if rollup_to is not None else last
+        try:
+            rollup = refresh_kpi_daily(conn, first, last)
+        except ValueError as exc:
+            console.print(f"[bold red]error:[/] {exc}")
+            raise typer.Exit(2) from None
     console.print(
         f"positions: kept {days} days (fixes from {result.older_than.isoformat(timespec='seconds')} on); "
         f"dropped {len(result.dropped_chunks)} chunk(s); scoped roles' privileges revoked on "
@@ -117,6 +141,9 @@ def maintain_cmd(
     )
     for chunk in result.dropped_chunks:
         console.print(f"  [dim]{chunk}[/]")
+    console.print(
+        f"kpi_daily: rebuilt {rollup.first_day} .. {rollup.last_day}: {rollup.rows:,} (day, org) rows"
+    )
 
 
 @account_app.command("add")
