@@ -191,9 +191,16 @@ def bridge_for(bench: Bench, world: World) -> BridgeProcess:
 
 
 def publish(
-    settings: Settings, world: World, rate: float = 0.0, on_sent: Callable[[int], None] | None = None
+    settings: Settings,
+    world: World,
+    tag: str,
+    rate: float = 0.0,
+    on_sent: Callable[[int], None] | None = None,
 ) -> int:
-    """Every message of the world (faults included) through Mosquitto as its own device, QoS 1."""
+    """Every message of the world (faults included) through Mosquitto as its own device, QoS 1.
+
+    Client ids carry the test's tag: Mosquitto 2.0.11 was seen to segfault when a publisher
+    resumed a session that an earlier, failed run had left with messages in flight."""
 
     def messages() -> Iterator[_mqtt.Outgoing]:
         for n, (v, m) in enumerate(world.dataset.messages(), start=1):
@@ -202,7 +209,7 @@ def publish(
             yield _mqtt.Outgoing(v.device_id, m.payload)
 
     stats = _mqtt.publish(
-        settings, messages(), world.devices, rate=rate, client_tag="wtest", drain_timeout=300
+        settings, messages(), world.devices, rate=rate, client_tag=f"w{tag}", drain_timeout=300
     )
     assert stats.failed == 0
     return world.dataset.count()
