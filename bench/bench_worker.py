@@ -50,7 +50,7 @@ from fleetwatch.records import parse_order
 from fleetwatch.settings import Settings
 from geofence import load_rules
 from streams.core import Context, OrderBook, detect_lines
-from streams.worker.app import changelog_topic
+from streams.worker.app import internal_topics
 
 console = Console()
 EXE = str(Path(sys.executable).parent / "fleetwatch")
@@ -252,7 +252,7 @@ def main() -> None:
     console.print(table)
 
     if not args.keep:
-        for name in (telemetry, orders_topic, changelog_topic(group)):
+        for name in (telemetry, orders_topic, *internal_topics(group)):
             delete_topic(settings, name)
     console.print(f"work files: {work}")
 

@@ -336,6 +336,11 @@ def changelog_topic(app_id: str) -> str:
     return f"{app_id}-{TABLE}-changelog"
 
 
+def internal_topics(app_id: str) -> tuple[str, ...]:
+    """The topics faust creates for an app: the state changelog and the assignor's."""
+    return (changelog_topic(app_id), f"{app_id}-__assignor-__leader")
+
+
 def run(worker: Worker, on_stop: Callable[[], None] | None = None) -> None:
     """Run until SIGTERM/SIGINT (faust's worker owns the event loop)."""
     fw = faust.Worker(worker.app, loglevel="INFO", quiet=True, redirect_stdouts=False)
