@@ -21,7 +21,7 @@ import logging
 import signal
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -58,6 +58,18 @@ class _SlotCodec(codecs.Codec):
 
 
 codecs.register("fw-slot", _SlotCodec())
+
+
+class _App(faust.App):
+    """faust's App, with a hook that runs before it stops consuming: faust then waits for every
+    record in flight to be acknowledged, and ours are acknowledged once their state is written."""
+
+    before_stop: Callable[[], Awaitable[None]] | None = None
+
+    async def on_stop(self) -> None:
+        if self.before_stop is not None:
+            await self.before_stop()
+        await super().on_stop()
 
 
 @dataclass
@@ -100,13 +112,14 @@ class Worker:
         self.producer: AIOKafkaProducer | None = None
         self._producer_lock = asyncio.Lock()
         self._stream: faust.StreamT[bytes] | None = None
+        self._stopping = False
         self._stamp = 0
         self._pending: dict[TP, deque[_Pending]] = defaultdict(deque)
         #: vehicle -> (stamp of its first change not yet in the changelog, monotonic time of it)
         self._dirty: dict[str, tuple[int, float]] = {}
         datadir = settings.worker_data_dir / settings.worker_app_id / options.name
         datadir.mkdir(parents=True, exist_ok=True)
-        app = faust.App(
+        app = _App(
             settings.worker_app_id,
             broker=f"kafka://{settings.kafka_bootstrap}",
             store="memory://",
@@ -124,6 +137,8 @@ class Worker:
             autodiscover=False,
         )
         self.app = app
+        app.before_stop = self._drain
+        app.on_before_shutdown.connect(self._close_producer)
         # The changelog is declared here (faust would derive its codecs from a model type) so
         # that both writing and recovery use our state codec; faust creates the topic itself.
         changelog = app.topic(
@@ -166,6 +181,17 @@ class Worker:
         loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self._reload("SIGHUP")))
         await self._send([self.engine.ops("worker_started", {"rules": str(self.options.rules)})])
         log.info("worker %s started; rules %s", self.options.name, self.options.rules)
+
+    async def _drain(self) -> None:
+        """Shutting down: write every changed state and acknowledge what it covers."""
+        self._stopping = True
+        async with self.lock:
+            await self._persist_due(force=True)
+
+    async def _close_producer(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        if self.producer is not None:
+            await self.producer.stop()
+            self.producer = None
 
     async def _producer(self) -> AIOKafkaProducer:
         """Our own producer for the output topics: acks=all and idempotence, set explicitly (the
@@ -217,7 +243,7 @@ class Worker:
                     self._dirty.setdefault(slot.vehicle_id, (self._stamp, time.monotonic()))
                 self._pending[msg.tp].append(_Pending(event, slot.vehicle_id if slot else None, self._stamp))
             await self._send(outs)
-            await self._persist_due(force=False)
+            await self._persist_due(force=self._stopping)
             self.stats.batches += 1
             self.stats.records += len(events)
 
