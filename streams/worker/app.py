@@ -54,7 +54,16 @@ class _SlotCodec(codecs.Codec):
         return data
 
     def _loads(self, s: bytes) -> Any:
-        return load_slot(s)
+        # Recovery replays every version of every key; only the last one is ever used, so it
+        # is decoded on first use (`Worker._slot`), not here.
+        return _Encoded(s)
+
+
+@dataclass(frozen=True, slots=True)
+class _Encoded:
+    """A state table value as read from the changelog, not decoded yet."""
+
+    data: bytes
 
 
 codecs.register("fw-slot", _SlotCodec())
@@ -250,7 +259,10 @@ class Worker:
     def _slot(self, vehicle_id: str) -> VehicleSlot | None:
         if not vehicle_id:
             return None
-        slot = self.table.data.get(vehicle_id.encode())
+        key = vehicle_id.encode()
+        slot = self.table.data.get(key)
+        if isinstance(slot, _Encoded):
+            slot = self.table.data[key] = load_slot(slot.data)
         return slot if isinstance(slot, VehicleSlot) else None
 
     # -- the wall clock ------------------------------------------------------------------------
@@ -267,8 +279,9 @@ class Worker:
         async with self.lock:
             now = utcnow()
             outs: list[Out] = []
-            for slot in list(self.table.data.values()):
-                if not isinstance(slot, VehicleSlot) or slot.partition not in owned:
+            for key in list(self.table.data.keys()):
+                slot = self._slot(key.decode())
+                if slot is None or slot.partition not in owned:
                     continue
                 try:
                     dirty, produced = self.engine.on_tick(slot, now)
@@ -351,8 +364,9 @@ class Worker:
         gone = {tp.partition for tp in revoked if tp.topic == self.options.telemetry_topic}
         for tp in revoked:
             self._pending.pop(tp, None)
-        for key, slot in list(self.table.data.items()):
-            if isinstance(slot, VehicleSlot) and slot.partition in gone:
+        for key in list(self.table.data.keys()):
+            slot = self._slot(key.decode())
+            if slot is not None and slot.partition in gone:
                 self._dirty.pop(slot.vehicle_id, None)
                 del self.table.data[key]
 
