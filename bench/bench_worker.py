@@ -50,25 +50,16 @@ from fleetwatch.records import parse_order
 from fleetwatch.settings import Settings
 from geofence import load_rules
 from streams.core import Context, OrderBook, detect_lines
-from streams.worker.app import changelog_topic
+from streams.worker.app import internal_topics
 
 console = Console()
 EXE = str(Path(sys.executable).parent / "fleetwatch")
 _NO_FUTURE = datetime(9999, 1, 1).astimezone()
 
 
-def _generate(directory: Path, vehicles: int, duration: str) -> None:
-    cmd = [
-        EXE,
-        "simulate",
-        "fleet",
-        "--vehicles",
-        str(vehicles),
-        "--duration",
-        duration,
-        "--out",
-        str(directory),
-    ]
+def _generate(directory: Path, vehicles: int, duration: str, start: str | None) -> None:
+    cmd = [EXE, "simulate", "fleet", "--vehicles", str(vehicles), "--duration", duration]
+    cmd += ["--out", str(directory), *(["--start", start] if start else [])]
     subprocess.run(cmd, check=True, capture_output=True)
 
 
@@ -148,6 +139,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--vehicles", type=int, default=1000)
     parser.add_argument("--duration", default="1d")
+    parser.add_argument(
+        "--start", default=None, help="simulated start, RFC 3339 (default: a working day 00:00)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the bench topics and files")
     args = parser.parse_args()
     settings = Settings()
@@ -156,7 +150,7 @@ def main() -> None:
     telemetry, orders_topic, group = f"bench.{tag}.telemetry", f"bench.{tag}.orders", f"bench-worker-{tag}"
 
     with console.status(f"simulating {args.vehicles} vehicles, {args.duration}"):
-        _generate(work / "world", args.vehicles, args.duration)
+        _generate(work / "world", args.vehicles, args.duration, args.start)
     lines = [x for x in (work / "world" / "fixes.jsonl").read_bytes().splitlines() if x.strip()]
     create_topic(settings, telemetry, topics.TELEMETRY_PARTITIONS)
     create_topic(settings, orders_topic, topics.TELEMETRY_PARTITIONS)
@@ -252,7 +246,7 @@ def main() -> None:
     console.print(table)
 
     if not args.keep:
-        for name in (telemetry, orders_topic, changelog_topic(group)):
+        for name in (telemetry, orders_topic, *internal_topics(group)):
             delete_topic(settings, name)
     console.print(f"work files: {work}")
 

@@ -21,7 +21,7 @@ import logging
 import signal
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -54,10 +54,31 @@ class _SlotCodec(codecs.Codec):
         return data
 
     def _loads(self, s: bytes) -> Any:
-        return load_slot(s)
+        # Recovery replays every version of every key; only the last one is ever used, so it
+        # is decoded on first use (`Worker._slot`), not here.
+        return _Encoded(s)
+
+
+@dataclass(frozen=True, slots=True)
+class _Encoded:
+    """A state table value as read from the changelog, not decoded yet."""
+
+    data: bytes
 
 
 codecs.register("fw-slot", _SlotCodec())
+
+
+class _App(faust.App):
+    """faust's App, with a hook that runs before it stops consuming: faust then waits for every
+    record in flight to be acknowledged, and ours are acknowledged once their state is written."""
+
+    before_stop: Callable[[], Awaitable[None]] | None = None
+
+    async def on_stop(self) -> None:
+        if self.before_stop is not None:
+            await self.before_stop()
+        await super().on_stop()
 
 
 @dataclass
@@ -100,13 +121,14 @@ class Worker:
         self.producer: AIOKafkaProducer | None = None
         self._producer_lock = asyncio.Lock()
         self._stream: faust.StreamT[bytes] | None = None
+        self._stopping = False
         self._stamp = 0
         self._pending: dict[TP, deque[_Pending]] = defaultdict(deque)
         #: vehicle -> (stamp of its first change not yet in the changelog, monotonic time of it)
         self._dirty: dict[str, tuple[int, float]] = {}
         datadir = settings.worker_data_dir / settings.worker_app_id / options.name
         datadir.mkdir(parents=True, exist_ok=True)
-        app = faust.App(
+        app = _App(
             settings.worker_app_id,
             broker=f"kafka://{settings.kafka_bootstrap}",
             store="memory://",
@@ -124,6 +146,8 @@ class Worker:
             autodiscover=False,
         )
         self.app = app
+        app.before_stop = self._drain
+        app.on_before_shutdown.connect(self._close_producer)
         # The changelog is declared here (faust would derive its codecs from a model type) so
         # that both writing and recovery use our state codec; faust creates the topic itself.
         changelog = app.topic(
@@ -166,6 +190,17 @@ class Worker:
         loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self._reload("SIGHUP")))
         await self._send([self.engine.ops("worker_started", {"rules": str(self.options.rules)})])
         log.info("worker %s started; rules %s", self.options.name, self.options.rules)
+
+    async def _drain(self) -> None:
+        """Shutting down: write every changed state and acknowledge what it covers."""
+        self._stopping = True
+        async with self.lock:
+            await self._persist_due(force=True)
+
+    async def _close_producer(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        if self.producer is not None:
+            await self.producer.stop()
+            self.producer = None
 
     async def _producer(self) -> AIOKafkaProducer:
         """Our own producer for the output topics: acks=all and idempotence, set explicitly (the
@@ -217,14 +252,17 @@ class Worker:
                     self._dirty.setdefault(slot.vehicle_id, (self._stamp, time.monotonic()))
                 self._pending[msg.tp].append(_Pending(event, slot.vehicle_id if slot else None, self._stamp))
             await self._send(outs)
-            await self._persist_due(force=False)
+            await self._persist_due(force=self._stopping)
             self.stats.batches += 1
             self.stats.records += len(events)
 
     def _slot(self, vehicle_id: str) -> VehicleSlot | None:
         if not vehicle_id:
             return None
-        slot = self.table.data.get(vehicle_id.encode())
+        key = vehicle_id.encode()
+        slot = self.table.data.get(key)
+        if isinstance(slot, _Encoded):
+            slot = self.table.data[key] = load_slot(slot.data)
         return slot if isinstance(slot, VehicleSlot) else None
 
     # -- the wall clock ------------------------------------------------------------------------
@@ -241,8 +279,9 @@ class Worker:
         async with self.lock:
             now = utcnow()
             outs: list[Out] = []
-            for slot in list(self.table.data.values()):
-                if not isinstance(slot, VehicleSlot) or slot.partition not in owned:
+            for key in list(self.table.data.keys()):
+                slot = self._slot(key.decode())
+                if slot is None or slot.partition not in owned:
                     continue
                 try:
                     dirty, produced = self.engine.on_tick(slot, now)
@@ -325,8 +364,9 @@ class Worker:
         gone = {tp.partition for tp in revoked if tp.topic == self.options.telemetry_topic}
         for tp in revoked:
             self._pending.pop(tp, None)
-        for key, slot in list(self.table.data.items()):
-            if isinstance(slot, VehicleSlot) and slot.partition in gone:
+        for key in list(self.table.data.keys()):
+            slot = self._slot(key.decode())
+            if slot is not None and slot.partition in gone:
                 self._dirty.pop(slot.vehicle_id, None)
                 del self.table.data[key]
 
@@ -334,6 +374,11 @@ class Worker:
 def changelog_topic(app_id: str) -> str:
     """Faust names a table's changelog topic <app id>-<table>-changelog."""
     return f"{app_id}-{TABLE}-changelog"
+
+
+def internal_topics(app_id: str) -> tuple[str, ...]:
+    """The topics faust creates for an app: the state changelog and the assignor's."""
+    return (changelog_topic(app_id), f"{app_id}-__assignor-__leader")
 
 
 def run(worker: Worker, on_stop: Callable[[], None] | None = None) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 
 from fleetwatch import topics
-from fleetwatch.kafka_io import create_topic, end_offsets, read_topic
+from fleetwatch.kafka_io import create_topic, delete_topic, end_offsets, read_topic
 from fleetwatch.records import OpsEvent, parse_ops_event, parse_order
 from fleetwatch.settings import Settings
 from fleetwatch.stack import add_devices
@@ -27,6 +27,7 @@ from simulator._faults import FaultConfig
 from simulator._motion import MotionConfig
 from simulator._scenarios import SCENARIOS
 from streams.core import Context, DetectionResult, OrderBook, detect_lines
+from streams.worker.app import internal_topics
 from tests.ingest.helpers import FLEETWATCH, BridgeProcess, wait_for
 from tests.streams.worker.fold import Folded, fold_topic
 
@@ -121,9 +122,15 @@ class Bench:
         return w
 
     def stop_all(self) -> None:
+        """Teardown: stop the workers, drop this test's topics (inputs, changelog, assignor)."""
         for w in self.workers:
             with contextlib.suppress(Exception):
                 w.stop(30)
+        if self.since:
+            app_id = self.env["FLEETWATCH_WORKER_APP_ID"]
+            for name in (self.telemetry, self.orders, *internal_topics(app_id)):
+                with contextlib.suppress(Exception):
+                    delete_topic(self.settings, name)
 
     def add_orders(self, path: Path) -> int:
         n = sum(1 for line in path.read_bytes().splitlines() if line.strip())
@@ -195,9 +202,16 @@ def bridge_for(bench: Bench, world: World) -> BridgeProcess:
 
 
 def publish(
-    settings: Settings, world: World, rate: float = 0.0, on_sent: Callable[[int], None] | None = None
+    settings: Settings,
+    world: World,
+    tag: str,
+    rate: float = 0.0,
+    on_sent: Callable[[int], None] | None = None,
 ) -> int:
-    """Every message of the world (faults included) through Mosquitto as its own device, QoS 1."""
+    """Every message of the world (faults included) through Mosquitto as its own device, QoS 1.
+
+    Client ids carry the test's tag: Mosquitto 2.0.11 was seen to segfault when a publisher
+    resumed a session that an earlier, failed run had left with messages in flight."""
 
     def messages() -> Iterator[_mqtt.Outgoing]:
         for n, (v, m) in enumerate(world.dataset.messages(), start=1):
@@ -206,7 +220,7 @@ def publish(
             yield _mqtt.Outgoing(v.device_id, m.payload)
 
     stats = _mqtt.publish(
-        settings, messages(), world.devices, rate=rate, client_tag="wtest", drain_timeout=300
+        settings, messages(), world.devices, rate=rate, client_tag=f"w{tag}", drain_timeout=300
     )
     assert stats.failed == 0
     return world.dataset.count()

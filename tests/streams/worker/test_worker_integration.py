@@ -62,7 +62,7 @@ def _check_against_truth(world: World, expected: DetectionResult) -> None:
 
 
 def _publish_in_background(
-    settings: Settings, world: World, rate: float
+    settings: Settings, world: World, tag: str, rate: float
 ) -> tuple[threading.Thread, list[int]]:
     sent = [0]
     errors: list[BaseException] = []
@@ -72,7 +72,7 @@ def _publish_in_background(
 
     def body() -> None:
         try:
-            publish(settings, world, rate=rate, on_sent=progress)
+            publish(settings, world, tag, rate=rate, on_sent=progress)
         except BaseException as exc:  # reported by the caller's join
             errors.append(exc)
 
@@ -87,7 +87,7 @@ def test_one_worker_equals_detect_and_scores_perfectly(settings: Settings, bench
     world = scenario_world(settings, bench.tmp / "world", seed=1)
     _start(bench, world, ["solo"])
     with bridge_for(bench, world):
-        publish(settings, world)
+        publish(settings, world, bench.tag)
         wait_telemetry(settings, bench.telemetry, valid_fix_count(world))
     expected = detect_over(settings, bench.telemetry, world)
     folded = wait_equal(bench, expected, world.vehicles, timeout_s=300)
@@ -117,7 +117,7 @@ def test_kill9_mid_run_and_restart_loses_nothing(settings: Settings, bench: Benc
     victim = bench.workers[0]
     total = world.dataset.count()
     with bridge_for(bench, world):
-        thread, sent = _publish_in_background(settings, world, rate=2500)
+        thread, sent = _publish_in_background(settings, world, bench.tag, rate=2500)
         wait_for(lambda: sent[0] >= total * 0.4, 60, "40 % published", interval_s=0.1)
         victim.kill9()
         killed_at = time.monotonic()
@@ -140,7 +140,7 @@ def test_two_workers_and_a_third_joining_mid_run_equal_detect(settings: Settings
     _start(bench, world, ["w1", "w2"])
     total = world.dataset.count()
     with bridge_for(bench, world):
-        thread, sent = _publish_in_background(settings, world, rate=2500)
+        thread, sent = _publish_in_background(settings, world, bench.tag, rate=2500)
         wait_for(lambda: sent[0] >= total * 0.35, 60, "35 % published", interval_s=0.1)
         bench.worker("w3", world.rules).start()
         thread.join(120)
