@@ -1,4 +1,4 @@
-"""The versioned record contract (fix, dispatch order, trip, alert) shared by every stage.
+"""The versioned record contract (fix, dispatch order, trip, alert, dead letter) shared by every stage.
 
 Parsing is strict and says exactly what is wrong: a rejected record raises `ContractError`
 naming the field, the offending value, a reason sentence and a short `code` that the
@@ -8,6 +8,8 @@ dead-letter path counts by. Serialisation is the exact inverse of parsing (round
 from __future__ import annotations
 
 import base64
+import binascii
+import dataclasses
 import hashlib
 import math
 import re
@@ -698,7 +700,6 @@ def parse_alert(raw: bytes | str | dict[str, Any]) -> Alert:
 CHANGE_VERSION = 1
 VEHICLE_STATUS_VERSION = 1
 OPS_EVENT_VERSION = 1
-WORKER_DEAD_LETTER_VERSION = 1
 
 
 CHANGE_KINDS = ("trip", "alert")
@@ -913,21 +914,94 @@ def parse_ops_event(raw: bytes | str | dict[str, Any]) -> OpsEvent:
     )
 
 
+# --------------------------------------------------------------------------------------------
+# dead letter v2: one record for every stage's dead-letter topic
+# --------------------------------------------------------------------------------------------
+
+#: v1 had three shapes (bridge/gateway, worker, sink); v2 is the one shape of all four stages.
+DEAD_LETTER_VERSION = 2
+
+#: Refused payloads larger than this are cut before dead-lettering so the letter (base64 grows
+#: bytes by 4/3) always fits Kafka's default 1 MiB message; ``truncated`` and ``original_size`` say so.
+DEAD_LETTER_KEEP_BYTES = 256 * 1024
+
+
+class DeadLetterStage(StrEnum):
+    BRIDGE = "bridge"
+    JT808 = "jt808"
+    WORKER = "worker"
+    SINK = "sink"
+
+
 @dataclass(frozen=True, slots=True)
-class WorkerDeadLetter:
-    """A record the worker could not use, on `fleetwatch.worker.dlq.v1`: where it came from, its
-    original bytes (base64) and why (the same code / field / reason as a `ContractError`)."""
+class Rejection:
+    """Why a stage refused a record; mirrors `ContractError` so every refusal reads the same."""
 
     code: str
     field: str | None
     reason: str
+    message: str
+
+    @classmethod
+    def from_contract(cls, exc: ContractError) -> Rejection:
+        return cls(code=exc.code, field=exc.field, reason=exc.reason, message=str(exc))
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A refused record on a dead-letter topic: why (as a `Rejection`), its original bytes (cut at
+    `DEAD_LETTER_KEEP_BYTES`), where it came from and which stage instance refused it."""
+
+    code: str
+    field: str | None
+    reason: str
+    message: str
     source_topic: str
-    partition: int
-    offset: int
+    #: When the refusing stage received (and refused) the record.
+    received_at: datetime
     payload: bytes
-    at: datetime
-    worker: str
-    v: int = WORKER_DEAD_LETTER_VERSION
+    stage: DeadLetterStage
+    instance: str
+    #: Size of the record as received; ``payload`` holds only its first bytes when ``truncated``.
+    original_size: int
+    truncated: bool
+    source_partition: int | None = None
+    source_offset: int | None = None
+    #: Stage-specific facts, e.g. the sink's ``table`` and ``sqlstate``.
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    v: int = DEAD_LETTER_VERSION
+
+    @classmethod
+    def of(
+        cls,
+        rejection: Rejection,
+        *,
+        payload: bytes,
+        source_topic: str,
+        received_at: datetime,
+        stage: DeadLetterStage,
+        instance: str,
+        source_partition: int | None = None,
+        source_offset: int | None = None,
+        extra: dict[str, Any] | None = None,
+        keep_bytes: int = DEAD_LETTER_KEEP_BYTES,
+    ) -> DeadLetter:
+        return cls(
+            code=rejection.code,
+            field=rejection.field,
+            reason=rejection.reason,
+            message=rejection.message,
+            source_topic=source_topic,
+            received_at=received_at,
+            payload=bytes(payload[:keep_bytes]),
+            stage=stage,
+            instance=instance,
+            original_size=len(payload),
+            truncated=len(payload) > keep_bytes,
+            source_partition=source_partition,
+            source_offset=source_offset,
+            extra=extra or {},
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -935,13 +1009,75 @@ class WorkerDeadLetter:
             "code": self.code,
             "field": self.field,
             "reason": self.reason,
+            "message": self.message,
+            "stage": self.stage.value,
+            "instance": self.instance,
             "source_topic": self.source_topic,
-            "partition": self.partition,
-            "offset": self.offset,
+            **_drop_none({"source_partition": self.source_partition, "source_offset": self.source_offset}),
+            "received_at": format_timestamp(self.received_at),
+            "original_size": self.original_size,
+            "truncated": self.truncated,
+            # base64 because a refused payload need not be UTF-8 or JSON at all.
             "payload_b64": base64.b64encode(self.payload).decode("ascii"),
-            "at": format_timestamp(self.at),
-            "worker": self.worker,
+            **({"extra": self.extra} if self.extra else {}),
         }
 
     def to_json(self) -> bytes:
         return orjson.dumps(self.to_dict())
+
+
+def parse_dead_letter(raw: bytes | str | dict[str, Any]) -> DeadLetter:
+    """Inverse of `DeadLetter.to_json`, for every stage's letters; also reads the v1 letters of the
+    bridge and the JT/T 808 gateway that may still be on the telemetry dead-letter topic."""
+    obj = _load(raw)
+    v1 = obj.get("v") == 1 and isinstance(obj.get("bridge"), str)
+    if v1:
+        obj = _dead_letter_from_v1(obj)
+    _version(obj, DEAD_LETTER_VERSION)
+    encoded = _get(obj, "payload_b64")
+    if not isinstance(encoded, str):
+        raise ContractError("bad_type", "payload_b64", encoded, "expected a base64 string")
+    try:
+        payload = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise ContractError("bad_value", "payload_b64", encoded[:80], "not valid base64") from None
+    # v1 letters from before the two size fields existed always held the whole payload.
+    original_size = _int(obj, "original_size", required=not v1)
+    original_size = len(payload) if original_size is None else original_size
+    if original_size < len(payload):
+        raise ContractError("bad_value", "original_size", original_size, "smaller than the kept payload")
+    truncated = _bool(obj, "truncated", required=not v1)
+    stage = _str(obj, "stage")
+    try:
+        stage = DeadLetterStage(stage)
+    except ValueError:
+        known = [s.value for s in DeadLetterStage]
+        raise ContractError("bad_value", "stage", stage, f"not one of {known}") from None
+    extra = _get(obj, "extra", required=False) or {}
+    if not isinstance(extra, dict):
+        raise ContractError("bad_type", "extra", extra, "expected a JSON object")
+    return DeadLetter(
+        code=_str(obj, "code"),
+        field=_str(obj, "field", required=False),
+        reason=_str(obj, "reason", max_len=DEAD_LETTER_KEEP_BYTES),
+        message=_str(obj, "message", max_len=DEAD_LETTER_KEEP_BYTES),
+        source_topic=_str(obj, "source_topic", max_len=1000),
+        received_at=_ts(obj, "received_at"),
+        payload=payload,
+        stage=stage,
+        instance=_str(obj, "instance"),
+        original_size=original_size,
+        truncated=bool(truncated),
+        source_partition=_int(obj, "source_partition", required=False),
+        source_offset=_int(obj, "source_offset", required=False),
+        extra=extra,
+    )
+
+
+def _dead_letter_from_v1(obj: dict[str, Any]) -> dict[str, Any]:
+    # v1 named the instance ``bridge``; the gateway wrote "jt808-<instance>" there.
+    bridge: str = obj["bridge"]
+    gateway = bridge.startswith("jt808-")
+    stage = DeadLetterStage.JT808 if gateway else DeadLetterStage.BRIDGE
+    rest = {k: v for k, v in obj.items() if k != "bridge"}
+    return rest | {"v": DEAD_LETTER_VERSION, "stage": stage.value, "instance": bridge.removeprefix("jt808-")}

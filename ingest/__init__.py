@@ -1,10 +1,10 @@
 """MQTT -> Kafka ingest bridge: at-least-once delivery with a dead-letter path."""
 
+from fleetwatch.records import DeadLetter, Rejection, parse_dead_letter
 from ingest.bridge import SHARE_GROUP, Bridge, BridgeConfig
-from ingest.deadletter import DeadLetter, parse_dead_letter
 from ingest.inflight import InFlightWindow, Ticket
 from ingest.metrics import Metrics
-from ingest.validate import Registry, Rejection, check_fix
+from ingest.validate import Registry, check_fix
 
 __all__ = [
     "SHARE_GROUP",

@@ -39,13 +39,12 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from fleetwatch import topics
 from fleetwatch.kafka_io import make_producer
-from fleetwatch.records import Fix
+from fleetwatch.records import DeadLetter, DeadLetterStage, Fix, Rejection
 from fleetwatch.settings import Settings
-from ingest.deadletter import DeadLetter
 from ingest.inflight import InFlightWindow, Ticket
 from ingest.metrics import Metrics, serve_metrics
 from ingest.mqtt_client import BufferedClient
-from ingest.validate import BAD_TOPIC, Registry, Rejection, check_fix
+from ingest.validate import BAD_TOPIC, Registry, check_fix
 
 log = logging.getLogger("fleetwatch.ingest")
 
@@ -420,7 +419,8 @@ class Bridge:
             payload=work.payload,
             source_topic=work.topic,
             received_at=work.received_at,
-            bridge=self.config.instance,
+            stage=DeadLetterStage.BRIDGE,
+            instance=self.config.instance,
         )
         key = work.topic.rsplit("/", 1)[-1].encode() if rejection.code != BAD_TOPIC else b""
         return (self.config.dlq_topic, key, letter.to_json(), "dead_lettered")

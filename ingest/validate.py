@@ -6,11 +6,10 @@ import csv
 import os
 import threading
 import time
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from fleetwatch.records import ContractError, Fix, parse_fix
+from fleetwatch.records import ContractError, Fix, Rejection, parse_fix
 
 #: Identity rejection codes (counted and written to the dead-letter topic like contract codes).
 BAD_TOPIC = "bad_topic"
@@ -18,20 +17,6 @@ TOPIC_DEVICE_MISMATCH = "topic_device_mismatch"
 UNKNOWN_DEVICE = "unknown_device"
 VEHICLE_MISMATCH = "vehicle_mismatch"
 TOO_LARGE = "too_large"
-
-
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    """Why a message was refused; mirrors `ContractError` so both kinds read the same downstream."""
-
-    code: str
-    field: str | None
-    reason: str
-    message: str
-
-    @classmethod
-    def from_contract(cls, exc: ContractError) -> Rejection:
-        return cls(code=exc.code, field=exc.field, reason=exc.reason, message=str(exc))
 
 
 class Registry:

@@ -16,9 +16,8 @@ from rich.text import Text
 
 from fleetwatch import topics
 from fleetwatch.kafka_io import make_consumer
-from fleetwatch.records import ContractError, Fix, parse_fix
+from fleetwatch.records import ContractError, DeadLetter, Fix, parse_dead_letter, parse_fix
 from fleetwatch.settings import Settings
-from ingest.deadletter import DeadLetter, parse_dead_letter
 
 #: A silence between two consecutive fixes longer than this is shown as a gap.
 GAP_SECONDS = 60.0

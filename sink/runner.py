@@ -22,7 +22,8 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -32,11 +33,10 @@ from kafka.errors import KafkaError
 
 from fleetwatch import topics
 from fleetwatch.kafka_io import make_producer
-from fleetwatch.records import ContractError
+from fleetwatch.records import ContractError, DeadLetter, DeadLetterStage, Rejection
 from fleetwatch.settings import Settings
 from sink.base import Record, Row, TableSink
 from sink.consumer import BlockingConsumer
-from sink.deadletter import DeadLetter
 from store.db import Login, connect
 
 log = logging.getLogger("fleetwatch.sink")
@@ -83,14 +83,40 @@ def is_record_error(exc: BaseException) -> bool:
 
 
 Items = list[tuple[Record, Row]]
-Stored = tuple[Counter[str], list[DeadLetter]]
+Stored = tuple[Counter[str], list["Refused"]]
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A record the sink will dead-letter, why, and the SQLSTATE when the database refused it."""
+
+    record: Record
+    table: str
+    rejection: Rejection
+    sqlstate: str | None = None
+
+    def letter(self, instance: str, now: datetime) -> DeadLetter:
+        extra: dict[str, Any] = {"table": self.table}
+        if self.sqlstate is not None:
+            extra["sqlstate"] = self.sqlstate
+        return DeadLetter.of(
+            self.rejection,
+            payload=self.record.value or b"",
+            source_topic=self.record.topic,
+            source_partition=self.record.partition,
+            source_offset=self.record.offset,
+            received_at=now,
+            stage=DeadLetterStage.SINK,
+            instance=instance,
+            extra=extra,
+        )
 
 
 @dataclass
 class _Batch:
     records: list[Record]
     items: dict[str, Items] = field(default_factory=dict)
-    dead: list[DeadLetter] = field(default_factory=list)
+    dead: list[Refused] = field(default_factory=list)
     future: Future[Stored] | None = None
 
 
@@ -210,7 +236,7 @@ class SinkRunner:
             try:
                 decoded.items.setdefault(sink.table, []).append((record, sink.decode(record)))
             except ContractError as exc:
-                decoded.dead.append(DeadLetter(record, sink.table, exc.code, exc.field, exc.reason, str(exc)))
+                decoded.dead.append(Refused(record, sink.table, Rejection.from_contract(exc)))
         return decoded
 
     def _settle(self, batch: _Batch) -> None:
@@ -224,7 +250,7 @@ class SinkRunner:
         self.stats.batches += 1
         self.stats.changed.update(changed)
         self.stats.dead_lettered += len(dead)
-        self.stats.rejected.update(letter.code for letter in dead)
+        self.stats.rejected.update(refused.rejection.code for refused in dead)
         self.stats.last_commit_at = time.monotonic()
 
     def _store(self, items: dict[str, Items]) -> Stored:
@@ -266,7 +292,7 @@ class SinkRunner:
 
     def _write(
         self, conn: psycopg.Connection[Any], items: dict[str, Items]
-    ) -> tuple[Counter[str], list[DeadLetter]]:
+    ) -> Stored:
         changed: Counter[str] = Counter()
         try:
             with conn.transaction(), conn.cursor() as cur:
@@ -281,7 +307,7 @@ class SinkRunner:
         """Write the batch again, halving any part the database refuses until the refused records
         stand alone: one bad record in N costs about 2·log2(N) writes, not N."""
         changed: Counter[str] = Counter()
-        refused: list[DeadLetter] = []
+        refused: list[Refused] = []
         with conn.transaction(), conn.cursor() as cur:
             for table, rows in items.items():
                 sink = self._sink(table)
@@ -316,24 +342,24 @@ class SinkRunner:
     def _sink(self, table: str) -> TableSink:
         return next(s for s in self.sinks if s.table == table)
 
-    def _send_dead_letters(self, dead: list[DeadLetter]) -> None:
+    def _send_dead_letters(self, dead: list[Refused]) -> None:
         """Dead letters must be in Kafka before the offsets move past their records."""
+        now = datetime.now(UTC)
+        letters = [(refused.record.key, refused.letter(self.group, now)) for refused in dead]
         delay = 0.5
-        while dead:
+        while letters:
             try:
-                futures = [
-                    self._producer.send(self.dlq_topic, key=d.record.key, value=d.to_json()) for d in dead
-                ]
+                futures = [self._producer.send(self.dlq_topic, key=k, value=d.to_json()) for k, d in letters]
                 self._producer.flush(timeout=30)
                 for future in futures:
                     future.get(timeout=30)
-                for letter in dead:
+                for _, letter in letters:
                     log.info(
                         "dead letter: %s %s[%d]@%d: %s",
-                        letter.table,
-                        letter.record.topic,
-                        letter.record.partition,
-                        letter.record.offset,
+                        letter.extra["table"],
+                        letter.source_topic,
+                        letter.source_partition,
+                        letter.source_offset,
                         letter.message,
                     )
                 return
@@ -358,32 +384,19 @@ class SinkRunner:
             log.warning("offset commit failed, records will be re-read: %s", exc)
 
 
-def _refusal(sink: TableSink, record: Record, exc: Exception) -> DeadLetter:
-    """The dead letter for a record the database refused: the contract's reason when the record
-    breaks it (precise: field and value), else the database's own."""
+def _refusal(sink: TableSink, record: Record, exc: Exception) -> Refused:
+    """Why the database refused a record: the contract's reason when the record breaks it
+    (precise: field and value), else the database's own."""
     table = sink.table
+    sqlstate = exc.sqlstate if isinstance(exc, psycopg.Error) else None
     try:
         sink.check(record)
     except ContractError as contract:
-        letter = DeadLetter(record, table, contract.code, contract.field, contract.reason, str(contract))
-        return replace(letter, sqlstate=exc.sqlstate if isinstance(exc, psycopg.Error) else None)
+        return Refused(record, table, Rejection.from_contract(contract), sqlstate)
     if isinstance(exc, psycopg.Error):
         primary = exc.diag.message_primary or str(exc).strip()
         column = exc.diag.column_name or exc.diag.constraint_name
-        return DeadLetter(
-            record,
-            table,
-            "db_rejected",
-            column,
-            primary,
-            f"{table}: the database refused the record: {str(exc).strip()}",
-            exc.sqlstate,
-        )
-    return DeadLetter(
-        record,
-        table,
-        "db_unencodable",
-        None,
-        str(exc),
-        f"{table}: a value cannot be stored in its column: {exc}",
-    )
+        message = f"{table}: the database refused the record: {str(exc).strip()}"
+        return Refused(record, table, Rejection("db_rejected", column, primary, message), sqlstate)
+    message = f"{table}: a value cannot be stored in its column: {exc}"
+    return Refused(record, table, Rejection("db_unencodable", None, str(exc) or type(exc).__name__, message))

@@ -29,14 +29,13 @@ from kafka.errors import KafkaTimeoutError, UnknownTopicOrPartitionError
 
 from fleetwatch import topics
 from fleetwatch.kafka_io import end_offsets, make_producer
-from fleetwatch.records import ContractError, Fix
+from fleetwatch.records import ContractError, DeadLetter, DeadLetterStage, Fix, Rejection
 from fleetwatch.settings import Settings
-from ingest.deadletter import DeadLetter
 from ingest.jt808 import messages as m
 from ingest.jt808.codec import FrameError, FrameSplitter, Header, decode_frame, encode_frame
 from ingest.jt808.mapping import location_to_fix
 from ingest.jt808.reassembly import Reassembler
-from ingest.validate import UNKNOWN_DEVICE, Registry, Rejection
+from ingest.validate import UNKNOWN_DEVICE, Registry
 
 log = logging.getLogger("fleetwatch.jt808")
 
@@ -489,7 +488,8 @@ class Gateway:
             payload=raw,
             source_topic=session.source,
             received_at=received_at,
-            bridge=f"jt808-{self.config.instance}",
+            stage=DeadLetterStage.JT808,
+            instance=self.config.instance,
         )
         return await self._send(self.config.dlq_topic, letter.to_json(), (session.phone or "").encode())
 

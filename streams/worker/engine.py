@@ -18,11 +18,13 @@ from fleetwatch.records import (
     Change,
     ChangeOp,
     ContractError,
+    DeadLetter,
+    DeadLetterStage,
     OpsEvent,
+    Rejection,
     Trip,
     VehicleStatus,
     VehicleStatusKind,
-    WorkerDeadLetter,
     parse_alert,
     parse_fix,
     parse_order,
@@ -105,7 +107,7 @@ off-hours undetermined, everything else goes on) becomes a dead letter."""
             fix = parse_fix(raw, now=now)
             _check_key(src.key, fix.vehicle_id)
         except ContractError as exc:
-            return slot, [self._dead_letter(exc.code, exc.field, exc.reason, raw, src, now)]
+            return slot, [self._dead_letter(Rejection.from_contract(exc), raw, src, now)]
         if slot is None:
             slot = VehicleSlot.new(fix.vehicle_id, src.partition)
         self.adopt(slot)
@@ -130,7 +132,7 @@ off-hours undetermined, everything else goes on) becomes a dead letter."""
             order = parse_order(raw)
             _check_key(src.key, order.vehicle_id)
         except ContractError as exc:
-            return slot, [self._dead_letter(exc.code, exc.field, exc.reason, raw, src, now)]
+            return slot, [self._dead_letter(Rejection.from_contract(exc), raw, src, now)]
         if slot is None:
             slot = VehicleSlot.new(order.vehicle_id, src.partition)
         self.adopt(slot)
@@ -229,14 +231,21 @@ off-hours undetermined, everything else goes on) becomes a dead letter."""
 
     def crash_letter(self, exc: Exception, raw: bytes, src: Source, now: datetime) -> Out:
         """A record whose processing raised: dead-lettered with the error, the worker goes on."""
-        return self._dead_letter("processing_error", None, f"{type(exc).__name__}: {exc}", raw, src, now)
+        reason = f"{type(exc).__name__}: {exc}"
+        rejection = Rejection("processing_error", None, reason, f"the worker failed on this record: {reason}")
+        return self._dead_letter(rejection, raw, src, now)
 
-    def _dead_letter(
-        self, code: str, field: str | None, reason: str, raw: bytes, src: Source, now: datetime
-    ) -> Out:
+    def _dead_letter(self, rejection: Rejection, raw: bytes, src: Source, now: datetime) -> Out:
         self.counts["dead_letters"] += 1
-        letter = WorkerDeadLetter(
-            code, field, reason, src.topic, src.partition, src.offset, bytes(raw), now, self.config.worker
+        letter = DeadLetter.of(
+            rejection,
+            payload=raw,
+            source_topic=src.topic,
+            source_partition=src.partition,
+            source_offset=src.offset,
+            received_at=now,
+            stage=DeadLetterStage.WORKER,
+            instance=self.config.worker,
         )
         return Out(self.config.dlq_topic, src.key or b"", letter.to_json())
 

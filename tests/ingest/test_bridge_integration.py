@@ -10,8 +10,8 @@ import pytest
 
 from fleetwatch import topics
 from fleetwatch.kafka_io import end_offsets, read_topic
+from fleetwatch.records import DEAD_LETTER_KEEP_BYTES, parse_dead_letter
 from fleetwatch.settings import Settings
-from ingest.deadletter import KEEP_BYTES, parse_dead_letter
 from tests.ingest.helpers import (
     BridgeProcess,
     DevicePublisher,
@@ -99,12 +99,12 @@ def test_valid_fixes_arrive_in_order_and_bad_ones_are_dead_lettered(
     ]
     found = {(dl.source_topic, dl.payload): dl for dl in letters}
     for device_id, payload, code in bad:
-        letter = found.get((stack.telemetry_topic(device_id), payload[:KEEP_BYTES]))
+        letter = found.get((stack.telemetry_topic(device_id), payload[:DEAD_LETTER_KEEP_BYTES]))
         assert letter is not None, f"{code} payload from {device_id} not in the DLQ"
         assert letter.code == code, (letter.code, letter.message)
         assert letter.message and letter.reason
         assert letter.original_size == len(payload)
-        assert letter.truncated == (len(payload) > KEEP_BYTES)
+        assert letter.truncated == (len(payload) > DEAD_LETTER_KEEP_BYTES)
     messages = {letter.code + ":" + letter.message for letter in letters}
     assert any("field 'lon': NaN is not a JSON number" in m for m in messages), messages
     assert any("not UTF-8 text: byte 0x80 at offset 128 of 4096" in m for m in messages), messages

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from fleetwatch.records import Fix
-from ingest.deadletter import DeadLetter
-from ingest.validate import Rejection
+from fleetwatch.records import DeadLetter, DeadLetterStage, Fix, Rejection
 from ingest.watch import Watch, describe
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -22,7 +20,8 @@ def letter(device: str, payload: bytes = b"{}") -> DeadLetter:
         payload=payload,
         source_topic=f"fleetwatch/v1/telemetry/{device}",
         received_at=T0,
-        bridge="b",
+        stage=DeadLetterStage.BRIDGE,
+        instance="b",
     )
 
 

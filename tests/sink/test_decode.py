@@ -10,12 +10,20 @@ import psycopg
 import pytest
 from kafka.consumer.fetcher import ConsumerRecord
 
-from fleetwatch.records import Alert, AlertType, ContractError, parse_change
+from fleetwatch.records import (
+    DEAD_LETTER_KEEP_BYTES,
+    Alert,
+    AlertType,
+    ContractError,
+    DeadLetterStage,
+    Rejection,
+    parse_change,
+    parse_dead_letter,
+)
 from sink.alerts import AlertsSink
-from sink.deadletter import MAX_PAYLOAD_BYTES, DeadLetter, parse_dead_letter
 from sink.positions import PositionsSink
 from sink.registry import SINKS, make_sinks
-from sink.runner import is_record_error
+from sink.runner import Refused, is_record_error
 from sink.vehicle_state import VehicleStateSink
 from store.registry import OrgRow, _parents_first
 
@@ -96,16 +104,19 @@ def test_alert_severity_and_vehicle_state_fields_are_checked() -> None:
     assert row[-1] == 41 and row[6] is False and row[8] == []
 
 
-def test_a_dead_letter_keeps_the_bytes_and_says_when_it_cut_them() -> None:
-    small = DeadLetter(record(b"{bad"), "positions", "malformed_json", None, "not JSON", "msg")
-    letter = parse_dead_letter(small.to_json())
-    assert letter["payload"] == b"{bad" and letter["truncated"] is False and letter["original_size"] == 4
-    assert (letter["source_partition"], letter["source_offset"], letter["table"]) == (2, 7, "positions")
-    big = record(b"x" * (MAX_PAYLOAD_BYTES + 10))
-    huge = DeadLetter(big, "positions", "db_rejected", None, "r", "m", "54000")
-    letter = parse_dead_letter(huge.to_json())
-    assert letter["truncated"] is True and letter["original_size"] == MAX_PAYLOAD_BYTES + 10
-    assert len(letter["payload"]) == MAX_PAYLOAD_BYTES and letter["sqlstate"] == "54000"
+def test_a_dead_letter_keeps_the_bytes_the_source_and_the_table() -> None:
+    now = datetime(2026, 3, 2, tzinfo=UTC)
+    small = Refused(record(b"{bad"), "positions", Rejection("malformed_json", None, "not JSON", "msg"))
+    letter = parse_dead_letter(small.letter("g1", now).to_json())
+    assert letter.payload == b"{bad" and letter.truncated is False and letter.original_size == 4
+    assert (letter.source_partition, letter.source_offset, letter.extra) == (2, 7, {"table": "positions"})
+    assert (letter.stage, letter.instance, letter.received_at) == (DeadLetterStage.SINK, "g1", now)
+    big = record(b"x" * (DEAD_LETTER_KEEP_BYTES + 10))
+    huge = Refused(big, "positions", Rejection("db_rejected", None, "r", "m"), "54000")
+    letter = parse_dead_letter(huge.letter("g1", now).to_json())
+    assert letter.truncated is True and letter.original_size == DEAD_LETTER_KEEP_BYTES + 10
+    assert len(letter.payload) == DEAD_LETTER_KEEP_BYTES and letter.extra["sqlstate"] == "54000"
+    assert Refused(record(None), "positions", small.rejection).letter("g1", now).payload == b""
 
 
 def test_only_errors_about_a_record_are_dead_lettered() -> None:

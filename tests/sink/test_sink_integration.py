@@ -9,9 +9,8 @@ import orjson
 import pytest
 
 from fleetwatch.kafka_io import delete_topic, read_topic
-from fleetwatch.records import Alert, AlertType, DispatchOrder, OrderStatus
+from fleetwatch.records import Alert, AlertType, DispatchOrder, OrderStatus, parse_dead_letter
 from fleetwatch.settings import Settings
-from sink.deadletter import parse_dead_letter
 from store.db import connect
 from store.registry import OrgRow, VehicleRow, upsert_registry
 from tests.sink.helpers import fixes, position_counts, produce, query, run_sink, scratch_topic
@@ -55,20 +54,21 @@ def test_every_fix_once_and_refused_records_do_not_block_their_partition(
     assert position_counts(database, f"d{unique}-") == (600, 600)
     assert stats.records == 1205 and stats.changed["positions"] == 600
     letters = [parse_dead_letter(r.value) for r in read_topic(database, dlq)]
-    by_code = {letter["code"]: letter for letter in letters}
-    assert sorted(letter["code"] for letter in letters) == [
+    by_code = {letter.code: letter for letter in letters}
+    assert sorted(letter.code for letter in letters) == [
         "db_rejected", "db_rejected", "malformed_json", "missing_field", "unknown_version"]  # fmt: skip
     # Refused by the database, explained by the contract: which field, which value.
-    assert (by_code["unknown_version"]["field"], by_code["unknown_version"]["sqlstate"]) == ("v", "22023")
-    assert (by_code["missing_field"]["field"], by_code["missing_field"]["sqlstate"]) == ("lat", "23502")
+    assert (by_code["unknown_version"].field, by_code["unknown_version"].extra["sqlstate"]) == ("v", "22023")
+    assert (by_code["missing_field"].field, by_code["missing_field"].extra["sqlstate"]) == ("lat", "23502")
     # The contract accepts both, PostgreSQL does not: a NUL in text, a seq beyond bigint.
-    refused = {letter["payload"]: letter for letter in letters if letter["code"] == "db_rejected"}
-    assert refused[orjson.dumps(nul)]["sqlstate"] == "22P05"
-    assert "unicode" in refused[orjson.dumps(nul)]["reason"].lower()
-    assert refused[orjson.dumps(huge_seq)]["sqlstate"] == "22003"
-    assert "out of range" in refused[orjson.dumps(huge_seq)]["reason"]
-    assert by_code["malformed_json"]["source_topic"] == telemetry
-    assert by_code["malformed_json"]["sqlstate"] == "22P02"  # refused by the cast, explained by the contract
+    refused = {letter.payload: letter for letter in letters if letter.code == "db_rejected"}
+    assert refused[orjson.dumps(nul)].extra["sqlstate"] == "22P05"
+    assert "unicode" in refused[orjson.dumps(nul)].reason.lower()
+    assert refused[orjson.dumps(huge_seq)].extra["sqlstate"] == "22003"
+    assert "out of range" in refused[orjson.dumps(huge_seq)].reason
+    assert by_code["malformed_json"].source_topic == telemetry
+    # Refused by the cast, explained by the contract.
+    assert by_code["malformed_json"].extra["sqlstate"] == "22P02"
     orgs = dict(query(database, "SELECT vehicle_id, min(org) FROM positions WHERE device_id LIKE %s "
                       "GROUP BY 1", (f"d{unique}-%",)))  # fmt: skip
     assert orgs == {f"V{unique[:6]}000": f"o{unique}", f"V{unique[:6]}001": "unregistered",

@@ -14,9 +14,8 @@ from pydantic import SecretStr
 
 from fleetwatch import topics
 from fleetwatch.kafka_io import read_topic
-from fleetwatch.records import Fix, parse_fix
+from fleetwatch.records import DeadLetter, Fix, parse_dead_letter, parse_fix
 from fleetwatch.settings import Settings
-from ingest.deadletter import DeadLetter, parse_dead_letter
 from ingest.jt808.codec import Frame, FrameSplitter, Header, decode_frame, encode_frame
 from ingest.jt808.server import Gateway
 from ingest.validate import Registry

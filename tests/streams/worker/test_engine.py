@@ -7,7 +7,15 @@ from datetime import UTC, datetime, timedelta
 import orjson
 
 from fleetwatch import topics
-from fleetwatch.records import AlertType, ChangeOp, parse_change, parse_ops_event, parse_vehicle_status
+from fleetwatch.records import (
+    AlertType,
+    ChangeOp,
+    DeadLetterStage,
+    parse_change,
+    parse_dead_letter,
+    parse_ops_event,
+    parse_vehicle_status,
+)
 from geofence import Rules
 from streams.worker.engine import Engine, EngineConfig, Out, Source
 from streams.worker.state_store import VehicleSlot, dump_slot, load_slot
@@ -101,8 +109,10 @@ def test_bad_records_become_dead_letters_and_processing_goes_on(rules: Rules) ->
     good = fix("2026-03-04 10:00:00", 32.0, 118.75)
     slot, outs = engine.on_fix(None, b'{"v": 1, "device_id": ', _src(0), NOW)
     assert slot is None
-    letter = orjson.loads(outs[0].value)
-    assert (outs[0].topic, letter["code"], letter["offset"]) == (topics.WORKER_DLQ, "malformed_json", 0)
+    letter = parse_dead_letter(outs[0].value)
+    assert (outs[0].topic, letter.code, letter.source_offset) == (topics.WORKER_DLQ, "malformed_json", 0)
+    assert (letter.stage, letter.instance) == (DeadLetterStage.WORKER, "worker")
+    assert letter.payload == b'{"v": 1, "device_id": ' and letter.source_topic == "fleetwatch.telemetry.v1"
     _, outs = engine.on_fix(None, good.to_json(), _src(1, key="苏B99999".encode()), NOW)
     assert orjson.loads(outs[0].value)["code"] == "key_mismatch"
     slot, outs = engine.on_fix(None, good.to_json(), _src(3), NOW)
