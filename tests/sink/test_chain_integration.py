@@ -112,7 +112,7 @@ def test_scenarios_through_worker_and_sink_land_once_and_equal_detect(
             bench.worker("chain", world.rules).start()
             bench.wait_ops("order_applied", bench.add_orders(world.directory / "orders.jsonl"))
             with bridge_for(bench, world):
-                sent = publish(database, world)
+                sent = publish(database, world, bench.tag)
                 on_topic = wait_telemetry(database, bench.telemetry, valid_fix_count(world))
             expected = detect_over(database, bench.telemetry, world)
             folded = wait_equal(bench, expected, set(vehicle_ids), timeout_s=300)
