@@ -32,7 +32,6 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import orjson
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -41,7 +40,7 @@ from dashboards.build import load_committed
 from dashboards.check import QueryResult, connect_as, run_dashboard
 from dashboards.demo import _records, detect, produce, register_world
 from fleetwatch.kafka_io import create_topic, delete_topic
-from fleetwatch.records import format_timestamp
+from fleetwatch.records import VehicleStatus, VehicleStatusKind
 from fleetwatch.settings import Settings
 from simulator._dataset import build_fleet
 from simulator._motion import MotionConfig
@@ -110,10 +109,10 @@ def _sink_until(settings: Settings, overrides: dict[str, str], group: str, dlq: 
     return runner.stats
 
 
-def _map_states(settings: Settings, world: Any, now: datetime) -> list[dict[str, Any]]:
-    """A vehicle_state row for every vehicle of the (31k) world: its newest stored fix if it has one
-    (the bench fleet), else parked at its unit's depot. (Simulating 31,000 vehicles even for minutes
-    costs a simulated day each: the simulator clips whole days.)"""
+def _map_states(settings: Settings, world: Any, now: datetime) -> list[VehicleStatus]:
+    """A vehicle_state record for every vehicle of the (31k) world: its newest stored fix if it has
+    one (the bench fleet), else parked at its unit's depot. (Simulating 31,000 vehicles even for
+    minutes costs a simulated day each: the simulator clips whole days.)"""
     with connect(settings) as conn:
         newest = {
             str(v): (ts, lat, lon, speed, ignition)
@@ -127,12 +126,11 @@ def _map_states(settings: Settings, world: Any, now: datetime) -> list[dict[str,
     for v in world.vehicles:
         parked = (now, v.unit.depot_lat, v.unit.depot_lon, 0.0, False)
         ts, lat, lon, speed, ignition = newest.get(v.vehicle_id, parked)
-        rows.append({
-            "vehicle_id": v.vehicle_id, "org": v.org, "ts": format_timestamp(ts), "lat": lat, "lon": lon,
-            "speed_kmh": float(speed), "heading": 0.0, "ignition": bool(ignition),
-            "status": "moving" if ignition and speed >= 3 else "parked", "open_alert_ids": [],
-            "revision": int(now.timestamp() * 1000),
-        })  # fmt: skip
+        moving = bool(ignition) and speed >= 3
+        status = VehicleStatusKind.MOVING if moving else VehicleStatusKind.PARKED
+        rows.append(
+            VehicleStatus(v.vehicle_id, v.org, ts, lat, lon, float(speed), bool(ignition), status, (), now)
+        )
     return rows
 
 
@@ -180,7 +178,7 @@ def load(settings: Settings, vehicles: int, days: int, map_vehicles: int, detect
         produce(
             settings,
             topics["vehicle_state"],
-            ((r["vehicle_id"].encode(), orjson.dumps(r), None) for r in states),
+            ((r.vehicle_id.encode(), r.to_json(), None) for r in states),
         )
         stats = _sink_until(
             settings,

@@ -680,9 +680,9 @@ GROUP BY 1 ORDER BY 1""",
     freshness = Query(
         """SELECT extract(epoch FROM now() - (SELECT max(ts) FROM positions WHERE org IN ($unit)))
            AS "newest fix, s ago",
-       extract(epoch FROM now() - (SELECT max(updated_at) FROM vehicle_state WHERE org IN ($unit)))
+       extract(epoch FROM now() - (SELECT max(stored_at) FROM vehicle_state WHERE org IN ($unit)))
            AS "live map updated, s ago",
-       (SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at - ts))
+       (SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM stored_at - ts))
           FROM vehicle_state WHERE org IN ($unit)) AS "live map fix -> stored p95 s",
        extract(epoch FROM now() - (SELECT max(at) FROM alert_events WHERE org IN ($unit)))
            AS "newest alert event, s ago"

@@ -7,8 +7,9 @@ dispatch orders, trips and alerts are produced to Kafka topics in the sink's for
 by the sink (batched COPY + merge, as in production). Only MQTT and the bridge are skipped: the
 fixes enter Kafka as the bridge would write them (value = the fix JSON, key = vehicle_id).
 
-Live vehicle state comes from issue 10's worker once it lands; until then `vehicle_states` folds
-it here from the same fixes and alerts at a chosen instant, with the worker's rules (offline:
+Trips and alerts go on their topics as the stream worker writes them (`Change` v1 upserts);
+live vehicle state, which the worker keeps from wall-clock time, is folded here by
+`vehicle_states` from the same fixes and alerts at a chosen instant, with the worker's rules (offline:
 ignition on and silent longer than ``offline_after_seconds``; alerting: an alert episode open at
 that instant; moving: ignition on and speed >= ``stationary_speed_kmh``; else parked).
 """
@@ -24,10 +25,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from fleetwatch.kafka_io import create_topic, delete_topic, make_producer
-from fleetwatch.records import Alert, Fix, format_timestamp, parse_fix
+from fleetwatch.records import (
+    Alert,
+    Change,
+    ChangeOp,
+    Fix,
+    VehicleStatus,
+    VehicleStatusKind,
+    parse_fix,
+)
 from fleetwatch.settings import Settings
 from simulator._dataset import Dataset
 from simulator._world import World, rules_document, write_world
@@ -80,8 +87,8 @@ def detect(ds: Dataset) -> Any:
     return detect_lines((m.payload for _, m in ds.messages()), Context(rules, book), check_future=False)
 
 
-def vehicle_states(ds: Dataset, alerts: Iterable[Alert], at: datetime) -> list[dict[str, Any]]:
-    """Each vehicle's live-map row as of ``at`` (see the module docstring for the status rules)."""
+def vehicle_states(ds: Dataset, alerts: Iterable[Alert], at: datetime) -> list[VehicleStatus]:
+    """Each vehicle's live-map record as of ``at`` (see the module docstring for the status rules)."""
     from geofence.rules import OrgSettings
 
     defaults = OrgSettings()
@@ -97,32 +104,20 @@ def vehicle_states(ds: Dataset, alerts: Iterable[Alert], at: datetime) -> list[d
         if a.start <= at and (a.end is None or a.end > at):
             open_ids.setdefault(a.vehicle_id, []).append(a.alert_id)
     orgs = {v.vehicle_id: v.org for v in ds.world.vehicles}
-    revision = int(at.timestamp() * 1000)
     rows = []
     for vehicle_id, fix in sorted(newest.items()):
-        ids = sorted(open_ids.get(vehicle_id, []))
+        ids = tuple(sorted(open_ids.get(vehicle_id, [])))
         if fix.acc and (at - fix.ts).total_seconds() > defaults.offline_after_seconds:
-            status = "offline"
+            status = VehicleStatusKind.OFFLINE
         elif ids:
-            status = "alerting"
+            status = VehicleStatusKind.ALERTING
         elif fix.acc and fix.speed_kmh >= defaults.stationary_speed_kmh:
-            status = "moving"
+            status = VehicleStatusKind.MOVING
         else:
-            status = "parked"
+            status = VehicleStatusKind.PARKED
+        org = orgs.get(vehicle_id, "unregistered")
         rows.append(
-            {
-                "vehicle_id": vehicle_id,
-                "org": orgs.get(vehicle_id, "unregistered"),
-                "ts": format_timestamp(fix.ts),
-                "lat": fix.lat,
-                "lon": fix.lon,
-                "speed_kmh": fix.speed_kmh,
-                "heading": fix.heading,
-                "ignition": fix.acc,
-                "status": status,
-                "open_alert_ids": ids,
-                "revision": revision,
-            }
+            VehicleStatus(vehicle_id, org, fix.ts, fix.lat, fix.lon, fix.speed_kmh, fix.acc, status, ids, at)
         )
     return rows
 
@@ -134,7 +129,7 @@ def demo_topics(tag: str) -> dict[str, str]:
 Record = tuple[bytes, bytes, int | None]
 
 
-def _records(ds: Dataset, result: Any, states: list[dict[str, Any]], table: str) -> Iterator[Record]:
+def _records(ds: Dataset, result: Any, states: list[VehicleStatus], table: str) -> Iterator[Record]:
     if table == "positions":
         # Stamped with the terminal's send time, as the bridge's record would be when live: the
         # pipeline-health lags then read as they would for this traffic.
@@ -143,15 +138,16 @@ def _records(ds: Dataset, result: Any, states: list[dict[str, Any]], table: str)
     elif table == "orders":
         for order in ds.orders:
             yield order.order_id.encode(), order.to_json(), None
-    elif table == "trips":
-        for trip in result.sorted_trips():
-            yield trip.vehicle_id.encode(), orjson.dumps({**trip.to_dict(), "revision": 1}), None
-    elif table == "alerts":
-        for alert in result.sorted_alerts():
-            yield alert.vehicle_id.encode(), orjson.dumps({**alert.to_dict(), "revision": 1}), None
+    elif table in ("trips", "alerts"):
+        now = datetime.now(UTC)
+        records = result.sorted_trips() if table == "trips" else result.sorted_alerts()
+        for record in records:
+            kind, record_id = ("trip", record.trip_id) if table == "trips" else ("alert", record.alert_id)
+            change = Change(kind, ChangeOp.UPSERT, record_id, record.vehicle_id, 1, now, record)
+            yield record.vehicle_id.encode(), change.to_json(), None
     else:
-        for row in states:
-            yield row["vehicle_id"].encode(), orjson.dumps(row), None
+        for status in states:
+            yield status.vehicle_id.encode(), status.to_json(), None
 
 
 def produce(settings: Settings, topic: str, records: Iterable[Record]) -> int:
@@ -194,12 +190,19 @@ def load(
             f"from {result.fixes:,} fixes "
             f"in {out.detect_seconds:.1f} s"
         )
-    states: list[dict[str, Any]] = []
+    states: list[VehicleStatus] = []
     if "vehicle_state" in tables:
         at = state_at or max(
             datetime.fromtimestamp(m.t, UTC) for s in ds.streams for m in s if m.kind == "fix"
         )
         states = vehicle_states(ds, result.alerts.values() if result else (), at)
+        # The sink orders a vehicle's states by their offset on the (compacted, long-lived) topic;
+        # this load's fresh topic starts again at offset 0, so its states replace the earlier
+        # demo rows of these vehicles only once those are gone.
+        with connect(settings) as conn:
+            conn.execute(
+                "DELETE FROM vehicle_state WHERE vehicle_id = ANY(%s)", ([st.vehicle_id for st in states],)
+            )
     names = demo_topics(tag)
     dlq = f"fw-demo-{tag}-dlq"
     try:
