@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -27,18 +24,6 @@ FAST = RULES.replace(
     "  - id: js\n    name: 江苏省\n    settings:\n"
     "      offline_after_seconds: 4\n      lateness_seconds: 2\n",
 )
-
-
-@pytest.fixture
-def settings() -> Settings:
-    return Settings()
-
-
-@pytest.fixture
-def bench(settings: Settings, tmp_path: Path) -> Iterator[Bench]:
-    b = Bench(settings, tmp_path, uuid.uuid4().hex[:10])
-    yield b
-    b.stop_all()
 
 
 def _send(settings: Settings, topic: str, fixes: list[Fix]) -> None:

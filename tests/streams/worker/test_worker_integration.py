@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -31,18 +28,6 @@ from tests.streams.worker.harness import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def settings() -> Settings:
-    return Settings()
-
-
-@pytest.fixture
-def bench(settings: Settings, tmp_path: Path) -> Iterator[Bench]:
-    b = Bench(settings, tmp_path, uuid.uuid4().hex[:10])
-    yield b
-    b.stop_all()
 
 
 def _start(bench: Bench, world: World, names: list[str]) -> None:
