@@ -35,7 +35,11 @@ from rich.table import Table
 
 from fleetwatch.kafka_io import create_topic, delete_topic, make_consumer
 from fleetwatch.settings import Settings
-from fleetwatch.stack import add_devices, ensure_up
+from fleetwatch.stack import ensure_up
+from registry import DeviceEntry, register
+from store.db import connect
+from store.migrate import migrate
+from store.registry import OrgRow
 
 console = Console()
 FLEETWATCH = str(Path(sys.executable).with_name("fleetwatch"))
@@ -328,7 +332,10 @@ def main() -> None:
     tag = uuid.uuid4().hex[:8]
     per_device = max(1, args.fixes // args.devices)
     devices = [(f"bench-{tag}-{i:03d}", f"苏Y{tag[:6]}{i:03d}", f"pw-{tag}-{i}") for i in range(args.devices)]
-    add_devices(settings, devices)
+    with connect(settings) as conn:
+        migrate(conn)
+    bench_org = OrgRow("bench", "benchmark devices", None)
+    register(settings, [DeviceEntry(d, v, bench_org.org_id, None, p) for d, v, p in devices], [bench_org])
     names = ("baseline", "bridge", "before", "dlq")
     base_topic, bridge_topic, before_topic, dlq_topic = (f"bench.ingest.{tag}.{s}" for s in names)
     for name, parts in ((base_topic, 6), (bridge_topic, 6), (before_topic, 6), (dlq_topic, 1)):

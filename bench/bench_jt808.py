@@ -11,8 +11,9 @@ Three parts, each printing a ratio against a baseline measured in the same run:
 3. fleet: N terminals (default 10,000) connect and authenticate, then each sends one 0x0200
    every 10 s for the measuring window; gateway RSS and CPU, reply latency, failures.
 
-The gateway runs with a private stack dir (its own registry.csv of bench terminals and
-auth secret), against the stack's Kafka; its fixes land in the telemetry topic (vehicle ids
+The bench terminals are registered through the product's registry (org `bench`, no MQTT
+accounts: JT/T 808 terminals use the gateway's auth code); the gateway, with its own auth
+secret, reads them from the registry topic; its fixes land in the telemetry topic (vehicle ids
 BENCH-*).
 
     .venv/bin/python bench/bench_jt808.py [--terminals 10000] [--window 60] [--skip-fleet]
@@ -45,10 +46,15 @@ from ingest.jt808 import messages as m
 from ingest.jt808.codec import FrameSplitter, Header, decode_frame, encode_frame
 from ingest.jt808.mapping import location_to_fix
 from ingest.jt808.server import auth_code_for
+from registry import DeviceEntry, register
+from store.db import connect
+from store.migrate import migrate
+from store.registry import OrgRow
 
 console = Console()
 FLEETWATCH = str(Path(sys.executable).with_name("fleetwatch"))
 SECRET = "bench-secret"
+BENCH_ORG = OrgRow("bench", "benchmark terminals", None)
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -98,15 +104,21 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def register_bench_terminals(phones: list[str]) -> None:
+    """Terminal number -> BENCH-<last 6 digits>, through `fleetwatch devices add`'s path."""
+    settings = Settings()
+    with connect(settings) as conn:
+        migrate(conn)
+    entries = [DeviceEntry(p, f"BENCH-{p[-6:]}", BENCH_ORG.org_id) for p in phones]
+    register(settings, entries, [BENCH_ORG], mqtt_accounts=False)
+
+
 class GatewayProcess:
     def __init__(self, phones: list[str], work: Path, **env: str) -> None:
-        stack = work / "stack"
-        stack.mkdir(parents=True, exist_ok=True)
-        rows = "".join(f"{p},BENCH-{p[-6:]}\n" for p in phones)
-        (stack / "registry.csv").write_text("device_id,vehicle_id\n" + rows)
+        register_bench_terminals(phones)
         self.log = work / f"gateway-{len(phones)}.log"
         environment = {
-            **os.environ, "COLUMNS": "200", "FLEETWATCH_STACK_DIR": str(stack),
+            **os.environ, "COLUMNS": "200",
             "FLEETWATCH_JT808_AUTH_SECRET": SECRET, "FLEETWATCH_JT808_IDLE_TIMEOUT_S": "600", **env,
         }  # fmt: skip
         with self.log.open("wb") as fh:

@@ -64,9 +64,13 @@ def bench_generation(vehicles: int) -> tuple[Dataset, Table]:
 def bench_publish(ds: Dataset, messages: int, profile: bool) -> Table:
     settings = Settings()
     devices = {v.device_id: v.password for v in ds.world.vehicles}
-    from fleetwatch.stack import add_devices
+    from simulator.cli import register_world
+    from store.db import connect
+    from store.migrate import migrate
 
-    add_devices(settings, [(v.device_id, v.vehicle_id, v.password) for v in ds.world.vehicles])
+    with connect(settings) as conn:
+        migrate(conn)
+    register_world(settings, ds.world)
     table = Table(title=f"publishing {messages:,} fixes into Mosquitto (QoS 1)")
     for col in ("setup", "acked", "failed", "seconds", "acked/s", "ratio to baseline"):
         table.add_column(col, justify="right")

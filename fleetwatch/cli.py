@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ingest.jt808.cli",  # fleetwatch jt808
     "streams.cli",  # fleetwatch detect / score
     "streams.worker.cli",  # fleetwatch worker, fleetwatch orders add
+    "registry.cli",  # fleetwatch devices add|list|remove
     "store.cli",  # fleetwatch db migrate|status|maintain|account|import-registry
     "sink.cli",  # fleetwatch sink
     "notify.cli",  # fleetwatch notify run|log

@@ -1,4 +1,4 @@
-"""The versioned record contract (fix, dispatch order, trip, alert, dead letter) shared by every stage.
+"""The versioned record contract (fix, order, trip, alert, registration, dead letter) shared by every stage.
 
 Parsing is strict and says exactly what is wrong: a rejected record raises `ContractError`
 naming the field, the offending value, a reason sentence and a short `code` that the
@@ -911,6 +911,60 @@ def parse_ops_event(raw: bytes | str | dict[str, Any]) -> OpsEvent:
         worker=_str(obj, "worker"),
         vehicle_id=_str(obj, "vehicle_id", required=False, max_len=16),
         detail=detail,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# device registration v1: the registry's compacted topic (device -> vehicle, org)
+# --------------------------------------------------------------------------------------------
+
+DEVICE_REGISTRATION_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRegistration:
+    """Which vehicle (and org) a terminal is fitted to, on the compacted `fleetwatch.registry.v1`.
+
+    Keyed by device_id: compaction keeps each device's latest registration; a removed device is a
+    tombstone (a record without a value). Secrets never travel here.
+    """
+
+    device_id: str
+    vehicle_id: str
+    org: str
+    updated_at: datetime
+    v: int = DEVICE_REGISTRATION_VERSION
+
+    @property
+    def key(self) -> bytes:
+        return self.device_id.encode("utf-8")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "v": self.v,
+            "device_id": self.device_id,
+            "vehicle_id": self.vehicle_id,
+            "org": self.org,
+            "updated_at": format_timestamp(self.updated_at),
+        }
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+
+def parse_device_registration(raw: bytes | str | dict[str, Any]) -> DeviceRegistration:
+    obj = _load(raw)
+    _version(obj, DEVICE_REGISTRATION_VERSION)
+    device_id = _str(obj, "device_id", max_len=64)
+    if not DEVICE_ID_RE.match(device_id):
+        raise ContractError(
+            "bad_value", "device_id", device_id, "only letters, digits, '_', '-' and '.' are allowed"
+        )
+    return DeviceRegistration(
+        device_id=device_id,
+        vehicle_id=_str(obj, "vehicle_id", max_len=16),
+        org=_str(obj, "org"),
+        updated_at=_ts(obj, "updated_at"),
     )
 
 

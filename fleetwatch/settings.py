@@ -164,6 +164,12 @@ class Settings(BaseSettings):
     #: Evidence reports are written under this directory, one sub-directory per report.
     evidence_dir: Path = Path("out/evidence")
 
+    # --- device registry (`fleetwatch devices`) -------------------------------------------------
+    #: Key each device's generated MQTT password is derived from (HMAC of its device id), so
+    #: re-running `devices add` keeps a device's password and `devices credentials` can show it
+    #: again; nothing stores the passwords themselves.
+    device_secret_key: SecretStr | None = None
+
     # --- JT/T 808 gateway (`fleetwatch jt808`) ----------------------------------------------
     jt808_host: str = "0.0.0.0"
     jt808_port: int = 6808

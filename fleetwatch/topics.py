@@ -25,6 +25,7 @@ VEHICLE_STATE = "fleetwatch.vehicle_state.v1"
 OPS = "fleetwatch.ops.v1"
 WORKER_DLQ = "fleetwatch.worker.dlq.v1"
 SINK_DLQ = "fleetwatch.sink.dlq.v1"
+REGISTRY = "fleetwatch.registry.v1"
 
 #: The worker's per-vehicle state table is co-partitioned with these: same key (vehicle_id), same
 #: partition count, so one worker owns a vehicle's fixes, its orders and its state.
@@ -44,4 +45,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(OPS, 1, 30 * DAY_MS, purpose="worker operational events (calendar gaps, late fixes, reloads)"),
     TopicSpec(WORKER_DLQ, 1, 30 * DAY_MS, purpose="records the worker cannot use: bytes + reason"),
     TopicSpec(SINK_DLQ, 1, 30 * DAY_MS, purpose="records the database refused: original bytes + reason"),
+    # Compacted only (retention -1): the bridge and the gateway rebuild their device table from
+    # it at start, so no registration may ever expire; one partition keeps one order of changes.
+    TopicSpec(REGISTRY, 1, -1, "compact", purpose="device registration v1, latest per device_id"),
 )

@@ -4,7 +4,8 @@ from fleetwatch.records import DeadLetter, Rejection, parse_dead_letter
 from ingest.bridge import SHARE_GROUP, Bridge, BridgeConfig
 from ingest.inflight import InFlightWindow, Ticket
 from ingest.metrics import Metrics
-from ingest.validate import Registry, check_fix
+from ingest.registry import RegistryCache, RegistryTable
+from ingest.validate import check_fix
 
 __all__ = [
     "SHARE_GROUP",
@@ -13,7 +14,8 @@ __all__ = [
     "DeadLetter",
     "InFlightWindow",
     "Metrics",
-    "Registry",
+    "RegistryCache",
+    "RegistryTable",
     "Rejection",
     "Ticket",
     "check_fix",

@@ -44,7 +44,8 @@ from fleetwatch.settings import Settings
 from ingest.inflight import InFlightWindow, Ticket
 from ingest.metrics import Metrics, serve_metrics
 from ingest.mqtt_client import BufferedClient
-from ingest.validate import BAD_TOPIC, Registry, check_fix
+from ingest.registry import RegistryCache, RegistryTable
+from ingest.validate import BAD_TOPIC, check_fix
 
 log = logging.getLogger("fleetwatch.ingest")
 
@@ -123,11 +124,11 @@ class Bridge:
     """One running bridge instance. `start()`, then `stop()` (graceful) from any thread."""
 
     def __init__(
-        self, settings: Settings, config: BridgeConfig | None = None, *, registry: Registry | None = None
+        self, settings: Settings, config: BridgeConfig | None = None, *, registry: RegistryTable | None = None
     ):
         self.settings = settings
         self.config = config or BridgeConfig()
-        self.registry = registry or Registry(settings.stack_dir / "registry.csv")
+        self.registry = registry if registry is not None else RegistryCache(settings)
         self.metrics = Metrics(self.config.instance)
         self.window = InFlightWindow()
         # paho's thread appends, the worker takes everything there is in one go: one wake-up per
@@ -189,14 +190,12 @@ class Bridge:
         return self._metrics_server.server_port if self._metrics_server else None
 
     def start(self) -> None:
-        """Connect to Kafka (waiting for it if needed), then to MQTT; returns once subscribed."""
-        if not self.registry.path.exists():
-            log.warning(
-                "vehicle registry %s does not exist yet: every fix will be dead-lettered "
-                "as unknown_device until devices are registered",
-                self.registry.path,
-            )
+        """Connect to Kafka (waiting for it), read the registry, connect to MQTT; return once subscribed."""
         self._producer = self._connect_kafka()
+        self.registry.start()
+        if not len(self.registry):
+            log.warning("%s is empty: every fix is dead-lettered as unknown_device until devices are "
+                        "registered (`fleetwatch devices add`)", self.registry.source)
         self._worker = threading.Thread(target=self._work_loop, name="ingest-worker", daemon=True)
         self._worker.start()
         if self.config.metrics_port is not None:
@@ -269,6 +268,7 @@ class Bridge:
             self._producer.close(timeout=5)
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
+        self.registry.stop()
         log.info("stopped: %s", self.metrics.log_line())
 
     # ------------------------------------------------------------------ MQTT side (paho thread)

@@ -153,7 +153,7 @@ def ingest(
     table.add_row("client id", config.client_id)
     table.add_row("Kafka", f"{settings.kafka_bootstrap}  {topic} (dead letters: {dlq_topic})")
     table.add_row("receive maximum", str(receive_maximum))
-    table.add_row("registry", str(bridge.registry.path))
+    table.add_row("registry", bridge.registry.source)
     console.print(table)
 
     bridge.start()

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import csv
-import os
-import threading
-import time
 from datetime import datetime, timedelta
-from pathlib import Path
+from typing import Protocol
 
 from fleetwatch.records import ContractError, Fix, Rejection, parse_fix
 
@@ -19,67 +15,16 @@ VEHICLE_MISMATCH = "vehicle_mismatch"
 TOO_LARGE = "too_large"
 
 
-class Registry:
-    """The device -> vehicle table (`registry.csv`), re-read whenever the file changes.
+class VehicleLookup(Protocol):
+    """Which vehicle a device is registered to (`ingest.registry.RegistryCache` in production).
 
     The broker's ACL already ties each telemetry topic to one device account; the registry
     adds the second half of the identity: which vehicle that terminal is installed in.
     """
 
-    def __init__(self, path: Path, *, check_interval_s: float = 1.0) -> None:
-        self.path = path
-        self._check_interval_s = check_interval_s
-        self._lock = threading.Lock()
-        self._vehicles: dict[str, str] = {}
-        self._stamp: tuple[int, int] | None = None
-        self._checked_at = float("-inf")
-        self.reload_count = 0
-        self._refresh(force=True)
+    source: str
 
-    def _file_stamp(self) -> tuple[int, int] | None:
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            return None
-        return (st.st_mtime_ns, st.st_size)
-
-    def _refresh(self, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._checked_at < self._check_interval_s:
-            return  # the common case, once per fix: no lock
-        with self._lock:
-            if not force and now - self._checked_at < self._check_interval_s:
-                return
-            self._checked_at = now
-            stamp = self._file_stamp()
-            if stamp == self._stamp and not force:
-                return
-            self._vehicles = _read_registry(self.path) if stamp is not None else {}
-            self._stamp = stamp
-            self.reload_count += 1
-
-    def vehicle_of(self, device_id: str) -> str | None:
-        """The registered vehicle of ``device_id``; an unknown device forces a re-check of the file."""
-        self._refresh()
-        vehicle = self._vehicles.get(device_id)
-        if vehicle is None:
-            # A device registered a moment ago must not be dead-lettered for a stale cache.
-            self._checked_at = float("-inf")
-            self._refresh()
-            vehicle = self._vehicles.get(device_id)
-        return vehicle
-
-    def __len__(self) -> int:
-        return len(self._vehicles)
-
-
-def _read_registry(path: Path) -> dict[str, str]:
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        missing = {"device_id", "vehicle_id"} - set(reader.fieldnames or ())
-        if missing:
-            raise ValueError(f"{path}: registry header lacks {sorted(missing)} (got {reader.fieldnames})")
-        return {row["device_id"].strip(): row["vehicle_id"].strip() for row in reader if row["device_id"]}
+    def vehicle_of(self, device_id: str) -> str | None: ...
 
 
 def topic_device(topic: str, prefix: str) -> str | None:
@@ -97,7 +42,7 @@ def check_fix(
     payload: bytes,
     topic: str,
     *,
-    registry: Registry,
+    registry: VehicleLookup,
     topic_prefix: str,
     now: datetime,
     max_future: timedelta,
@@ -137,7 +82,7 @@ def check_fix(
             UNKNOWN_DEVICE,
             "device_id",
             "device is not in the vehicle registry",
-            f"field 'device_id': {sender!r} is not registered in {registry.path}",
+            f"field 'device_id': {sender!r} is not registered in {registry.source}",
         )
     if fix.vehicle_id != registered:
         return Rejection(

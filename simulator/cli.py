@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -28,7 +28,7 @@ from simulator._dataset import Dataset, WriteStats, build_fleet, build_scenarios
 from simulator._faults import FaultConfig
 from simulator._motion import TZ, MotionConfig
 from simulator._scenarios import SCENARIOS
-from simulator._world import build_world, write_world
+from simulator._world import Vehicle, World, build_world, rules_document, write_world
 
 console = Console()
 app = typer.Typer(
@@ -123,14 +123,22 @@ def _progress() -> Progress:
     )  # fmt: skip
 
 
-def _register(settings: Settings, ds: Dataset) -> None:
+def register_world(settings: Settings, world: World, jt808_id: Callable[[Vehicle], str] | None = None) -> int:
+    """Register the world's org tree, vehicles and devices through the product's registry (database,
+    registry topic, MQTT accounts with the world's passwords). With ``jt808_id`` (the terminal
+    number of a vehicle) its devices are JT/T 808 terminals: registered under that id, no MQTT account."""
+    from registry import DeviceEntry, RegistryInputError, register
+    from registry.mosquitto import AccountsError
+    from store.registry import OrgRow
+
+    name = jt808_id or (lambda v: v.device_id)
+    orgs = [OrgRow(o["id"], o["name"], o.get("parent")) for o in rules_document(world)["orgs"]]
+    entries = [DeviceEntry(name(v), v.vehicle_id, v.org, v.unit.depot_id, v.password) for v in world.vehicles]
     try:
-        from fleetwatch.stack import add_devices
-    except ImportError:
-        console.print("[yellow]fleetwatch.stack.add_devices not available: devices not registered[/]")
-        return
-    n = add_devices(settings, [(v.device_id, v.vehicle_id, v.password) for v in ds.world.vehicles])
-    console.print(f"registered {n} device account(s) with Mosquitto")
+        return register(settings, entries, orgs, mqtt_accounts=jt808_id is None).devices
+    except (RegistryInputError, AccountsError, RuntimeError) as exc:
+        console.print(f"[red]devices not registered:[/] {exc}")
+        raise typer.Exit(1) from None
 
 
 def _outgoing(ds: Dataset, shard: int = 0, shards: int = 1) -> Iterator[_mqtt.Outgoing]:
@@ -143,7 +151,8 @@ def _publish_dataset(
     ds: Dataset, rate: float, processes: int, admin_connections: int, title: str
 ) -> _mqtt.PublishStats:
     settings = Settings()
-    _register(settings, ds)
+    n = register_world(settings, ds.world)
+    console.print(f"registered {n} device(s) (database, registry topic, MQTT accounts)")
     devices = {v.device_id: v.password for v in ds.world.vehicles}
     total = ds.count()
     with _progress() as progress:
@@ -231,7 +240,6 @@ def _send_jt808(ds: Dataset, gateway: str | None, version: int | None, title: st
     """Every vehicle becomes a JT/T 808 terminal: register, authenticate, report, batch-upload backlogs."""
     import asyncio
 
-    from fleetwatch.stack import add_devices
     from simulator import _jt808
 
     settings = Settings()
@@ -240,7 +248,7 @@ def _send_jt808(ds: Dataset, gateway: str | None, version: int | None, title: st
         raise typer.BadParameter(f"--gateway {gateway!r}: use HOST:PORT")
     vehicles = ds.world.vehicles
     phones = {v.index: _jt808.phone_for(v.device_id) for v in vehicles}
-    add_devices(settings, [(phones[v.index], v.vehicle_id, v.password) for v in vehicles])
+    register_world(settings, ds.world, lambda v: phones[v.index])
     console.print(f"registered {len(vehicles)} terminal number(s) in the vehicle registry")
     plans = {
         v.index: _jt808.plan((msg.emit, msg.t, msg.kind, msg.payload) for msg in ds.streams[v.index])

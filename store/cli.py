@@ -192,23 +192,36 @@ def import_registry(
             help="rules.yaml (org tree and vehicles, docs/world-format.md).", exists=True, dir_okay=False
         ),
     ],
+    credentials: Annotated[
+        Path | None, typer.Option(help="Write device_id,password of every device (mode 0600) for flashing.")
+    ] = None,
 ) -> None:
-    """Upsert the org tree, vehicles and their devices from a rules.yaml into the registry tables."""
+    """Register the org tree, vehicles and their devices from a rules.yaml (the `fleetwatch devices add`
+    path: database rows, the registry topic and the devices' MQTT accounts, passwords generated)."""
     from geofence import RulesError, ZoneError, load_rules
-    from store.registry import DeviceRow, OrgRow, VehicleRow, upsert_registry
+    from registry import DeviceEntry, RegistryInputError, register
+    from registry.cli import write_credentials
+    from registry.mosquitto import AccountsError
+    from store.registry import OrgRow
 
     try:
         world = load_rules(rules)
     except (RulesError, ZoneError) as exc:
         console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(1) from None
-    with _owner() as conn:
-        counts = upsert_registry(
-            conn,
+    try:
+        done = register(
+            Settings(),
+            [DeviceEntry(v.device_id, v.vehicle_id, v.org, v.depot) for v in world.vehicles.values()],
             [OrgRow(o.id, o.name, o.parent) for o in world.orgs.values()],
-            [VehicleRow(v.vehicle_id, v.org, v.depot) for v in world.vehicles.values()],
-            [DeviceRow(v.device_id, v.vehicle_id) for v in world.vehicles.values()],
         )
+    except (RegistryInputError, AccountsError, RuntimeError) as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(1) from None
     console.print(
-        f"[green]✓[/] registry: {counts[0]} orgs, {counts[1]} vehicles, {counts[2]} devices from {rules}"
+        f"[green]✓[/] registry: {done.orgs} orgs, {done.vehicles} vehicles, {done.devices} devices "
+        f"from {rules}"
     )
+    if credentials is not None:
+        write_credentials(credentials, done.credentials)
+        console.print(f"device passwords written to {credentials} (mode 0600)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 import psycopg
 
@@ -74,3 +75,43 @@ def upsert_registry(
             [(d.device_id, d.vehicle_id) for d in device_rows],
         )
     return len(org_rows), len(vehicle_rows), len(device_rows)
+
+
+def known_orgs(conn: psycopg.Connection[tuple[object, ...]], org_ids: Iterable[str]) -> set[str]:
+    """Which of ``org_ids`` are in the org tree."""
+    rows = conn.execute("SELECT org_id FROM orgs WHERE org_id = ANY(%s)", (list(org_ids),)).fetchall()
+    return {str(r[0]) for r in rows}
+
+
+def delete_devices(conn: psycopg.Connection[tuple[object, ...]], device_ids: Iterable[str]) -> list[str]:
+    """Remove device rows (their vehicles stay: positions and alerts refer to them); return those removed."""
+    with conn.transaction():
+        rows = conn.execute(
+            "DELETE FROM devices WHERE device_id = ANY(%s) RETURNING device_id", (list(device_ids),)
+        ).fetchall()
+    return sorted(str(r[0]) for r in rows)
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredDevice:
+    device_id: str
+    vehicle_id: str
+    org: str
+    org_name: str
+    depot: str | None
+    updated_at: datetime
+
+
+def registered_devices(
+    conn: psycopg.Connection[tuple[object, ...]], org: str | None = None
+) -> list[RegisteredDevice]:
+    """Every device with its vehicle and org (``org``: only that org's subtree), by device id."""
+    rows = conn.execute(
+        "WITH RECURSIVE tree AS (SELECT org_id FROM orgs WHERE %(org)s::text IS NULL OR org_id = %(org)s "
+        "UNION SELECT o.org_id FROM orgs o JOIN tree t ON o.parent_id = t.org_id) "
+        "SELECT d.device_id, d.vehicle_id, v.org, o.name, v.depot, d.updated_at FROM devices d "
+        "JOIN vehicles v USING (vehicle_id) JOIN orgs o ON o.org_id = v.org "
+        "WHERE v.org IN (SELECT org_id FROM tree) ORDER BY d.device_id",
+        {"org": org},
+    ).fetchall()
+    return [RegisteredDevice(*(r)) for r in rows]  # type: ignore[arg-type]

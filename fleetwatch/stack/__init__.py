@@ -1,4 +1,4 @@
-"""The local stack (Mosquitto, Kafka, PostgreSQL + TimescaleDB): install, start, check, stop, devices."""
+"""The local stack (Mosquitto, Kafka, PostgreSQL + TimescaleDB): install, start, check, stop."""
 
 from __future__ import annotations
 
@@ -14,18 +14,14 @@ from fleetwatch.settings import Settings
 
 from . import _kafka, _mosquitto, _postgres
 from ._common import ServiceStatus, StackError, file_lock, place_stack_dir
-from ._mosquitto import DeviceRowError
 from ._secrets import ensure_secrets
 
 __all__ = [
-    "DeviceRowError",
     "ServiceStatus",
     "StackError",
-    "add_devices",
     "down",
     "ensure_up",
     "log_path",
-    "remove_devices",
     "status",
 ]
 
@@ -143,16 +139,3 @@ def status(settings: Settings) -> list[ServiceStatus]:
         pg_password = None
     return [_mosquitto.status(settings), _kafka.status(settings), _postgres.status(settings, pg_password)]
 
-
-def add_devices(settings: Settings, rows: Iterable[tuple[str, str, str]]) -> int:
-    """Add or update device MQTT accounts (device_id, vehicle_id, password) and the vehicle registry.
-
-    Writes mosquitto's password file and ``<stack_dir>/registry.csv``, then reloads a running broker
-    and waits until the new accounts are accepted. Raises DeviceRowError for a bad row.
-    """
-    return _mosquitto.add_devices(settings, rows)
-
-
-def remove_devices(settings: Settings, device_ids: Iterable[str]) -> int:
-    """Remove device MQTT accounts and their registry rows (e.g. test devices); returns how many existed."""
-    return _mosquitto.remove_devices(settings, device_ids)

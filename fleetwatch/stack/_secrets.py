@@ -16,6 +16,7 @@ SECRET_NAMES: tuple[str, ...] = (
     "pg_sink_password",
     "pg_dashboards_password",
     "jt808_auth_secret",
+    "device_secret_key",
 )
 
 

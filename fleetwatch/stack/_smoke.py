@@ -12,6 +12,7 @@ from rich.table import Table
 
 from fleetwatch.records import Fix
 from fleetwatch.settings import Settings
+from registry.mosquitto import AccountsError, control, device_commands
 
 from . import _kafka, _mosquitto, _postgres
 from ._common import StackError
@@ -27,8 +28,12 @@ def mqtt_round_trip(settings: Settings, timeout: float = 10.0) -> float:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
+    # An account only (no registry entry): nothing but this round trip uses the smoke device.
     password = secrets.token_urlsafe(16)
-    _mosquitto.add_devices(settings, [(SMOKE_DEVICE, SMOKE_VEHICLE, password)])
+    try:
+        control(settings, device_commands(settings, [(SMOKE_DEVICE, password)]))
+    except AccountsError as exc:
+        raise StackError("mosquitto", str(exc), _mosquitto.paths(settings).log) from None
     fix = Fix(device_id=SMOKE_DEVICE, vehicle_id=SMOKE_VEHICLE, ts=datetime.now(UTC), lat=32.0603,
               lon=118.7969, speed_kmh=0.0, heading=0.0, acc=False, seq=time.time_ns() // 1000)
     payload = fix.to_json()

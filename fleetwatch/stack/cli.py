@@ -1,4 +1,4 @@
-"""`fleetwatch stack ...`: up, down, status, logs, smoke and device registration."""
+"""`fleetwatch stack ...`: up, down, status, logs and smoke (devices: `fleetwatch devices`)."""
 
 from __future__ import annotations
 
@@ -13,16 +13,13 @@ from rich.table import Table
 
 from fleetwatch.settings import Settings
 
-from . import SERVICES, ServiceStatus, StackError, add_devices, down, ensure_up, log_path, status
+from . import SERVICES, ServiceStatus, StackError, down, ensure_up, log_path, status
 from ._common import tail
-from ._mosquitto import DeviceRowError, read_devices_csv
 
 # Piped output (CI logs) would otherwise be cut to 80 columns and lose the paths.
 console = Console(width=None if sys.stdout.isatty() else 150)
 stack_app = typer.Typer(help="The local stack: Mosquitto, Kafka, PostgreSQL + TimescaleDB.",
                         no_args_is_help=True)
-devices_app = typer.Typer(help="Device MQTT accounts and the vehicle registry.", no_args_is_help=True)
-stack_app.add_typer(devices_app, name="devices")
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -119,23 +116,6 @@ def smoke() -> None:
         run_smoke(Settings(), console)
     except StackError as exc:
         raise _fail(exc) from None
-
-
-@devices_app.command("add")
-def devices_add(
-    file: Annotated[Path, typer.Argument(help="CSV with header device_id,vehicle_id,password", exists=True,
-                                         dir_okay=False)],
-) -> None:
-    """Add or update device accounts (MQTT password file + registry) and reload the broker."""
-    settings = Settings()
-    try:
-        rows = read_devices_csv(file)
-        started = time.monotonic()
-        count = add_devices(settings, rows)
-    except (DeviceRowError, StackError) as exc:
-        raise _fail(exc) from None
-    console.print(f"[green]✓[/] {count} device account(s) from {file} in {time.monotonic() - started:.1f} s; "
-                  f"registry: {settings.stack_dir.resolve() / 'registry.csv'}")
 
 
 def register(app: typer.Typer) -> None:

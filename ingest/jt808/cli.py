@@ -55,7 +55,7 @@ def jt808(
         table = Table(title=f"fleetwatch jt808 [{instance}]", show_header=False)
         table.add_row("listening", f"{settings.jt808_host}:{gateway.port} (TCP, JT/T 808-2013 and -2019)")
         table.add_row("Kafka", f"{settings.kafka_bootstrap}  {topic} (dead letters: {dlq_topic})")
-        table.add_row("registry", str(gateway.registry.path))
+        table.add_row("registry", f"{gateway.registry.source} ({len(gateway.registry):,} devices)")
         table.add_row("idle timeout", f"{settings.jt808_idle_timeout_s:g} s")
         table.add_row(
             "rate limit", f"{settings.jt808_frames_per_s:g} frames/s, burst {settings.jt808_burst_frames}"

@@ -35,7 +35,8 @@ from ingest.jt808 import messages as m
 from ingest.jt808.codec import FrameError, FrameSplitter, Header, decode_frame, encode_frame
 from ingest.jt808.mapping import location_to_fix
 from ingest.jt808.reassembly import Reassembler
-from ingest.validate import UNKNOWN_DEVICE, Registry
+from ingest.registry import RegistryCache, RegistryTable
+from ingest.validate import UNKNOWN_DEVICE
 
 log = logging.getLogger("fleetwatch.jt808")
 
@@ -117,11 +118,15 @@ class Gateway:
     """`await start()`, then `await stop()`; ``port`` is the bound port (0 in settings picks one)."""
 
     def __init__(
-        self, settings: Settings, config: GatewayConfig | None = None, *, registry: Registry | None = None
+        self,
+        settings: Settings,
+        config: GatewayConfig | None = None,
+        *,
+        registry: RegistryTable | None = None,
     ) -> None:
         self.settings = settings
         self.config = config or GatewayConfig()
-        self.registry = registry or Registry(settings.stack_dir / "registry.csv")
+        self.registry = registry if registry is not None else RegistryCache(settings)
         self.stats: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
         self._secret = settings.secret("jt808_auth_secret")
@@ -154,6 +159,7 @@ class Gateway:
                 raise RuntimeError(
                     f"Kafka topic {topic!r} does not exist (run `fleetwatch stack up`)"
                 ) from None
+        await self._loop.run_in_executor(None, self.registry.start)
         self._server = await asyncio.start_server(
             self._on_connect, self.settings.jt808_host, self.settings.jt808_port, backlog=4096
         )
@@ -176,6 +182,7 @@ class Gateway:
             await self._loop.run_in_executor(None, lambda: producer.close(timeout=drain))
         if self._server is not None:
             await self._server.wait_closed()
+        self.registry.stop()
 
     @property
     def connections(self) -> int:
@@ -344,6 +351,13 @@ class Gateway:
             await self._reject(session, FrameError(exc.code, exc.reason, field=exc.field, header=header), raw,
                                reply=m.RESULT_MESSAGE_ERROR)  # fmt: skip
 
+    async def _vehicle_of(self, device_id: str) -> str | None:
+        """The registry's answer; an unknown terminal waits for a catch-up off the event loop."""
+        vehicle = self.registry.cached(device_id)
+        if vehicle is None and self._loop is not None:
+            vehicle = await self._loop.run_in_executor(None, self.registry.vehicle_of, device_id)
+        return vehicle
+
     async def _on_heartbeat(self, session: _Session, header: Header, body: bytes, raw: bytes) -> None:
         await self._queue(
             session, _Reply([], self._general(session, header, m.RESULT_OK), counts_as="heartbeats")
@@ -357,7 +371,7 @@ class Gateway:
 
     async def _on_register(self, session: _Session, header: Header, body: bytes, raw: bytes) -> None:
         reg = m.decode_registration(body, version=header.version)
-        vehicle = self.registry.vehicle_of(header.phone)
+        vehicle = await self._vehicle_of(header.phone)
         code = ""
         if vehicle is None:
             result = m.REGISTER_NO_TERMINAL
@@ -376,7 +390,7 @@ class Gateway:
 
     async def _on_authenticate(self, session: _Session, header: Header, body: bytes, raw: bytes) -> None:
         auth = m.decode_authentication(body, version=header.version)
-        known = self.registry.vehicle_of(header.phone) is not None
+        known = await self._vehicle_of(header.phone) is not None
         good = known and hmac.compare_digest(auth.auth_code, auth_code_for(self._secret, header.phone))
         if good:
             session.phone, session.version = header.phone, header.version
@@ -409,7 +423,7 @@ class Gateway:
             locations = batch.locations
             self.stats["blind_area_batches" if batch.blind_area else "batches"] += 1
         received_at = datetime.now(UTC)
-        vehicle = self.registry.vehicle_of(session.phone)
+        vehicle = await self._vehicle_of(session.phone)
         pending: list[Awaitable[object]] = []
         for index, loc in enumerate(locations):
             where = f" (item {index} of {len(locations)})" if header.msg_id == m.BATCH_LOCATION else ""

@@ -24,7 +24,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from fleetwatch.kafka_io import read_topic
 from fleetwatch.records import Fix, parse_fix
 from fleetwatch.settings import Settings
-from fleetwatch.stack import add_devices
+from tests.registry.helpers import register_test_devices
 
 FLEETWATCH = str(Path(sys.executable).with_name("fleetwatch"))
 
@@ -37,9 +37,9 @@ class Device:
 
 
 def register_devices(settings: Settings, tag: str, n: int) -> list[Device]:
-    """``n`` fresh device accounts named after ``tag`` (unique per test), registered in the stack."""
+    """``n`` fresh devices named after ``tag`` (unique per test), registered through the product path."""
     devices = [Device(f"t{tag}-{i:03d}", f"苏Z{tag[:8]}{i:03d}", f"pw-{tag}-{i}") for i in range(n)]
-    add_devices(settings, [(d.device_id, d.vehicle_id, d.password) for d in devices])
+    register_test_devices(settings, [(d.device_id, d.vehicle_id, d.password) for d in devices])
     return devices
 
 

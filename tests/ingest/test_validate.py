@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import orjson
 import pytest
 
-from fleetwatch.records import Fix
+from fleetwatch.records import DeviceRegistration, Fix
+from ingest.registry import RegistryTable
 from ingest.validate import (
     BAD_TOPIC,
     TOO_LARGE,
     TOPIC_DEVICE_MISMATCH,
     UNKNOWN_DEVICE,
     VEHICLE_MISMATCH,
-    Registry,
     Rejection,
     check_fix,
     topic_device,
@@ -45,18 +42,20 @@ def fix_payload(device: str = "dev-1", vehicle: str = "苏A12345", **extra: obje
     return orjson.dumps(obj)
 
 
-def write_registry(path: Path, rows: list[tuple[str, str]]) -> None:
-    path.write_text("device_id,vehicle_id\n" + "".join(f"{d},{v}\n" for d, v in rows), encoding="utf-8")
+def registration(device: str, vehicle: str, org: str = "js.nj") -> tuple[bytes, bytes]:
+    """A record of the registry topic (key, value) as `fleetwatch devices add` writes it."""
+    return device.encode(), DeviceRegistration(device, vehicle, org, NOW).to_json()
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> Registry:
-    path = tmp_path / "registry.csv"
-    write_registry(path, [("dev-1", "苏A12345"), ("dev-2", "苏B00002")])
-    return Registry(path)
+def registry() -> RegistryTable:
+    table = RegistryTable()
+    for record in (registration("dev-1", "苏A12345"), registration("dev-2", "苏B00002")):
+        table.apply(*record)
+    return table
 
 
-def check(payload: bytes, topic: str, registry: Registry) -> Fix | Rejection:
+def check(payload: bytes, topic: str, registry: RegistryTable) -> Fix | Rejection:
     return check_fix(
         payload,
         topic,
@@ -69,7 +68,7 @@ def check(payload: bytes, topic: str, registry: Registry) -> Fix | Rejection:
     )
 
 
-def test_valid_fix_from_its_own_device_passes(registry: Registry) -> None:
+def test_valid_fix_from_its_own_device_passes(registry: RegistryTable) -> None:
     result = check(fix_payload(), f"{PREFIX}/dev-1", registry)
     assert isinstance(result, Fix)
     assert (result.device_id, result.vehicle_id, result.seq) == ("dev-1", "苏A12345", 7)
@@ -89,7 +88,7 @@ def test_valid_fix_from_its_own_device_passes(registry: Registry) -> None:
     ],
 )
 def test_contract_violations_carry_code_field_and_message(
-    registry: Registry, payload: bytes, code: str, field: str | None
+    registry: RegistryTable, payload: bytes, code: str, field: str | None
 ) -> None:
     result = check(payload, f"{PREFIX}/dev-1", registry)
     assert isinstance(result, Rejection)
@@ -97,7 +96,7 @@ def test_contract_violations_carry_code_field_and_message(
     assert result.reason and result.message
 
 
-def test_fix_naming_another_device_is_rejected(registry: Registry) -> None:
+def test_fix_naming_another_device_is_rejected(registry: RegistryTable) -> None:
     # dev-1's account publishing dev-2's ids (both registered): a spoof, not a valid fix.
     result = check(fix_payload(device="dev-2", vehicle="苏B00002"), f"{PREFIX}/dev-1", registry)
     assert isinstance(result, Rejection)
@@ -108,7 +107,7 @@ def test_fix_naming_another_device_is_rejected(registry: Registry) -> None:
     )
 
 
-def test_payload_over_the_limit_is_too_large_before_parsing(registry: Registry) -> None:
+def test_payload_over_the_limit_is_too_large_before_parsing(registry: RegistryTable) -> None:
     # A valid fix carrying a big unknown field: it used to be accepted (and the field dropped).
     padded = fix_payload(firmware_blob="x" * LIMIT)
     result = check(padded, f"{PREFIX}/dev-1", registry)
@@ -119,7 +118,7 @@ def test_payload_over_the_limit_is_too_large_before_parsing(registry: Registry) 
     assert check(b"{" * (LIMIT + 1), f"{PREFIX}/dev-1", registry).code == TOO_LARGE  # type: ignore[union-attr]
 
 
-def test_small_unknown_fields_are_accepted_for_forward_compatibility(registry: Registry) -> None:
+def test_small_unknown_fields_are_accepted_for_forward_compatibility(registry: RegistryTable) -> None:
     result = check(fix_payload(hdop=0.9, firmware="2.1.0"), f"{PREFIX}/dev-1", registry)
     assert isinstance(result, Fix)
     assert b"hdop" not in result.to_json()  # Kafka carries the v1 contract only
@@ -133,14 +132,14 @@ def test_small_unknown_fields_are_accepted_for_forward_compatibility(registry: R
         (b'{"v": 1, "heading": Infinity}', "heading", "Infinity is not a JSON number"),
     ],
 )
-def test_nan_and_infinity_are_named(registry: Registry, payload: bytes, field: str, says: str) -> None:
+def test_nan_and_infinity_are_named(registry: RegistryTable, payload: bytes, field: str, says: str) -> None:
     result = check(payload, f"{PREFIX}/dev-1", registry)
     assert isinstance(result, Rejection)
     assert (result.code, result.field) == ("malformed_json", field)
     assert result.message.startswith(f"field {field!r}: {says} (JSON has no NaN or Infinity")
 
 
-def test_binary_payload_says_it_is_not_utf8(registry: Registry) -> None:
+def test_binary_payload_says_it_is_not_utf8(registry: RegistryTable) -> None:
     blob = bytes(range(256)) * 16  # 4 KiB of binary
     result = check(blob, f"{PREFIX}/dev-1", registry)
     assert isinstance(result, Rejection)
@@ -150,21 +149,21 @@ def test_binary_payload_says_it_is_not_utf8(registry: Registry) -> None:
     assert "got '00 01 02 03" in result.message
 
 
-def test_vehicle_not_matching_registry_is_rejected(registry: Registry) -> None:
+def test_vehicle_not_matching_registry_is_rejected(registry: RegistryTable) -> None:
     result = check(fix_payload(vehicle="苏B00002"), f"{PREFIX}/dev-1", registry)
     assert isinstance(result, Rejection)
     assert (result.code, result.field) == (VEHICLE_MISMATCH, "vehicle_id")
     assert "苏A12345" in result.message
 
 
-def test_unregistered_device_is_rejected(registry: Registry) -> None:
+def test_unregistered_device_is_rejected(registry: RegistryTable) -> None:
     result = check(fix_payload(device="dev-9"), f"{PREFIX}/dev-9", registry)
     assert isinstance(result, Rejection)
     assert result.code == UNKNOWN_DEVICE
 
 
 @pytest.mark.parametrize("topic", ["other/dev-1", f"{PREFIX}/dev-1/extra", f"{PREFIX}/", PREFIX])
-def test_non_telemetry_topics_are_rejected(registry: Registry, topic: str) -> None:
+def test_non_telemetry_topics_are_rejected(registry: RegistryTable, topic: str) -> None:
     result = check(fix_payload(), topic, registry)
     assert isinstance(result, Rejection)
     assert result.code == BAD_TOPIC
@@ -175,27 +174,32 @@ def test_topic_device_extracts_the_last_level() -> None:
     assert topic_device(f"{PREFIX}/abc/def", PREFIX) is None
 
 
-def test_registry_reloads_when_the_file_changes(tmp_path: Path) -> None:
-    path = tmp_path / "registry.csv"
-    write_registry(path, [("dev-1", "苏A12345")])
-    reg = Registry(path, check_interval_s=3600)
-    assert reg.vehicle_of("dev-1") == "苏A12345"
-    write_registry(path, [("dev-1", "苏A99999"), ("dev-3", "苏C00003")])
-    os.utime(path, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
-    # A newly registered device is found at once (a miss forces a re-check) ...
-    assert reg.vehicle_of("dev-3") == "苏C00003"
-    # ... and the same reload brought the changed vehicle of a known device.
-    assert reg.vehicle_of("dev-1") == "苏A99999"
+def test_registry_table_follows_updates_and_tombstones() -> None:
+    table = RegistryTable()
+    table.apply(*registration("dev-1", "苏A12345"))
+    table.apply(*registration("dev-3", "苏C00003"))
+    assert table.vehicle_of("dev-1") == "苏A12345"
+    # A later registration of the same device (moved to another vehicle) wins ...
+    table.apply(*registration("dev-1", "苏A99999"))
+    assert table.vehicle_of("dev-1") == "苏A99999"
+    # ... and a tombstone (no value) removes it.
+    table.apply(b"dev-1", None)
+    assert table.vehicle_of("dev-1") is None
+    assert len(table) == 1
 
 
-def test_missing_registry_knows_no_device(tmp_path: Path) -> None:
-    reg = Registry(tmp_path / "absent.csv")
-    assert reg.vehicle_of("dev-1") is None
-    assert len(reg) == 0
+def test_registry_table_skips_a_bad_record_and_keeps_the_rest() -> None:
+    table = RegistryTable()
+    table.apply(b"dev-9", b'{"v": 1, "device_id": "dev-9"}')  # no vehicle_id
+    table.apply(b"dev-8", b'{"v": 2, "device_id": "dev-8", "vehicle_id": "x", "org": "o"}')
+    table.apply(*registration("dev-1", "苏A12345"))
+    assert table.bad_records == 2
+    assert table.vehicle_of("dev-9") is None
+    assert table.vehicle_of("dev-1") == "苏A12345"
 
 
-def test_registry_with_wrong_header_says_what_is_missing(tmp_path: Path) -> None:
-    path = tmp_path / "registry.csv"
-    path.write_text("device,plate\nd,v\n")
-    with pytest.raises(ValueError, match="vehicle_id"):
-        Registry(path)
+def test_unknown_device_reason_names_the_registry(registry: RegistryTable) -> None:
+    result = check(fix_payload(device="dev-7"), f"{PREFIX}/dev-7", registry)
+    assert isinstance(result, Rejection)
+    assert result.code == UNKNOWN_DEVICE
+    assert "'dev-7' is not registered in the device registry" in result.message

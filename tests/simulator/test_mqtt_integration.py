@@ -18,10 +18,13 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from fleetwatch.settings import Settings
+from registry import remove
 from simulator import _mqtt
 from simulator._dataset import Dataset, build_scenarios
 from simulator._faults import FaultConfig
+from simulator.cli import register_world
 from tests.ports import free_port
+from tests.registry.helpers import register_test_devices
 
 pytestmark = pytest.mark.integration
 
@@ -92,12 +95,10 @@ def outgoing(ds: Dataset) -> Iterator[_mqtt.Outgoing]:
 
 
 def test_publishing_a_scenario_delivers_every_fix(stack: Settings, unique: str) -> None:
-    from fleetwatch.stack import add_devices, remove_devices
-
     ns = f"T{unique[:6]}"
     faults = FaultConfig(duplicates=0.05, malformed=0.01)
     ds = build_scenarios(["workday", "offline_late_upload", "power_cut"], seed=4, faults=faults, namespace=ns)
-    add_devices(stack, [(v.device_id, v.vehicle_id, v.password) for v in ds.world.vehicles])
+    register_world(stack, ds.world)
     collector = Collector(stack, ns, f"fw-test-sub-{unique}")
     collector.start()
     try:
@@ -106,7 +107,7 @@ def test_publishing_a_scenario_delivers_every_fix(stack: Settings, unique: str) 
         collector.wait_for(want, 30)
     finally:
         collector.stop()
-        remove_devices(stack, [v.device_id for v in ds.world.vehicles])
+        remove(stack, [v.device_id for v in ds.world.vehicles])
     assert stats.sent == ds.count() and stats.acked == stats.sent and stats.failed == 0
     assert stats.connections == len(ds.world.vehicles)  # one connection per device, own credentials
     assert collector.seen == want
@@ -114,11 +115,9 @@ def test_publishing_a_scenario_delivers_every_fix(stack: Settings, unique: str) 
 
 
 def test_a_device_cannot_publish_as_another(stack: Settings, unique: str) -> None:
-    from fleetwatch.stack import add_devices, remove_devices
-
     ds = build_scenarios(["night", "workday"], seed=4, namespace=f"X{unique[:6]}")
     a, b = ds.world.vehicles
-    add_devices(stack, [(v.device_id, v.vehicle_id, v.password) for v in ds.world.vehicles])
+    register_world(stack, ds.world)
     collector = Collector(stack, f"X{unique[:6]}", f"fw-test-sub-{unique}")
     collector.start()
     conn = _mqtt.Connection(stack, f"fw-test-{a.device_id}", a.device_id, a.password)
@@ -132,7 +131,7 @@ def test_a_device_cannot_publish_as_another(stack: Settings, unique: str) -> Non
     finally:
         conn.close()
         collector.stop()
-        remove_devices(stack, [v.device_id for v in ds.world.vehicles])
+        remove(stack, [v.device_id for v in ds.world.vehicles])
     assert (a.device_id, 1) in collector.seen
     assert (b.device_id, 1) not in collector.seen
 
@@ -242,10 +241,8 @@ def test_send_and_replay_commands_reach_the_broker(stack: Settings, unique: str,
     from typer.testing import CliRunner
 
     from fleetwatch.cli import app
-    from fleetwatch.stack import add_devices, remove_devices
-
     device, plate, password = f"S{unique[:6]}", "苏A77777", f"pw-{unique}"
-    add_devices(stack, [(device, plate, password)])
+    register_test_devices(stack, [(device, plate, password)])
     collector = Collector(stack, device, f"fw-test-sub-{unique}")
     collector.start()
     track = tmp_path / "track.csv"
@@ -302,7 +299,7 @@ def test_send_and_replay_commands_reach_the_broker(stack: Settings, unique: str,
         collector.wait_for({(device, 999), *((device, i) for i in range(1, 7))}, 15)
     finally:
         collector.stop()
-        remove_devices(stack, [device])
+        remove(stack, [device])
     assert sent.exit_code == 0, sent.output
     assert wrong.exit_code != 0
     assert replayed.exit_code == 0, replayed.output

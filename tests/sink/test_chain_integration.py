@@ -16,7 +16,7 @@ from fleetwatch import topics
 from fleetwatch.kafka_io import create_topic, delete_topic
 from fleetwatch.records import Alert, Severity, Trip, parse_fix
 from fleetwatch.settings import Settings
-from fleetwatch.stack import remove_devices
+from registry import remove
 from simulator._world import Vehicle
 from store.db import connect
 from store.registry import DeviceRow, OrgRow, VehicleRow, upsert_registry
@@ -129,7 +129,7 @@ def test_scenarios_through_worker_and_sink_land_once_and_equal_detect(
             assert sink.runner.stats.dead_lettered == 0
     finally:
         bench.stop_all()
-        remove_devices(database, [v.device_id for v in vehicles])
+        remove(database, [v.device_id for v in vehicles])
         delete_topic(database, dlq)
 
     rows = query(database, "SELECT device_id, seq, ts FROM positions WHERE device_id = ANY(%s)",

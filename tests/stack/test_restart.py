@@ -23,8 +23,9 @@ from paho.mqtt.properties import Properties
 
 from fleetwatch.kafka_io import create_topic
 from fleetwatch.settings import Settings
-from fleetwatch.stack import add_devices, down, ensure_up, status
+from fleetwatch.stack import down, ensure_up, status
 from tests.ports import free_ports
+from tests.registry.helpers import register_test_devices
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -65,8 +66,8 @@ def _connect_persistent(client: mqtt.Client, settings: Settings) -> None:
 def test_down_then_up_keeps_kafka_postgres_and_queued_mqtt(private_stack: Settings) -> None:
     settings = private_stack
     ensure_up(settings)
-    device, password = "restart-dev-1", "pw-restart"
-    add_devices(settings, [(device, "RESTART-1", password)])
+    device, password = "restart-dev-1", "pw-restart-0123"
+    register_test_devices(settings, [(device, "RESTART-1", password)])
     topic = settings.telemetry_topic(device)
 
     # MQTT: a persistent QoS 1 session that is offline when the fix is published.

@@ -16,7 +16,8 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from fleetwatch.kafka_io import create_topic
 from fleetwatch.records import Fix, parse_fix
 from fleetwatch.settings import Settings
-from fleetwatch.stack import add_devices, remove_devices
+from registry import remove
+from tests.registry.helpers import register_test_devices
 
 pytestmark = pytest.mark.integration
 
@@ -90,12 +91,15 @@ def _fix(device_id: str, vehicle_id: str, seq: int) -> bytes:
                speed_kmh=12.5, heading=90.0, acc=True, seq=seq).to_json()
 
 
+PW_A, PW_B = "pw-a-0123456789", "pw-b-0123456789"
+
+
 @pytest.fixture
 def two_devices(stack: Settings, unique: str) -> Iterator[tuple[str, str]]:
     a, b = f"t-{unique}-a", f"t-{unique}-b"
-    add_devices(stack, [(a, f"T{unique[:6]}A", "pw-a"), (b, f"T{unique[:6]}B", "pw-b")])
+    register_test_devices(stack, [(a, f"T{unique[:6]}A", PW_A), (b, f"T{unique[:6]}B", PW_B)])
     yield a, b
-    assert remove_devices(stack, [a, b]) == 2
+    assert remove(stack, [a, b]) == sorted([a, b])
 
 
 def test_device_fix_reaches_admin_subscriber(stack: Settings, two_devices: tuple[str, str],
@@ -103,7 +107,7 @@ def test_device_fix_reaches_admin_subscriber(stack: Settings, two_devices: tuple
     device_id, _ = two_devices
     sub = Subscriber(stack, stack.mqtt_admin_user, stack.secret("mqtt_admin_password"),
                      [stack.telemetry_topic(device_id)])
-    dev = Device(stack, device_id, "pw-a")
+    dev = Device(stack, device_id, PW_A)
     try:
         payload = _fix(device_id, f"T{unique[:6]}A", 1)
         assert dev.publish(stack.telemetry_topic(device_id), payload) in (0, 16)  # success / no subscribers
@@ -121,7 +125,7 @@ def test_device_cannot_publish_to_another_devices_topic(stack: Settings, two_dev
     a, b = two_devices
     sub = Subscriber(stack, stack.mqtt_admin_user, stack.secret("mqtt_admin_password"),
                      [f"{stack.mqtt_topic_prefix}/#"])
-    dev = Device(stack, a, "pw-a")
+    dev = Device(stack, a, PW_A)
     try:
         forged = _fix(b, f"T{unique[:6]}B", 7)
         assert dev.publish(stack.telemetry_topic(b), forged) == 135  # MQTT 5: Not authorized
@@ -157,7 +161,7 @@ def test_bridge_shared_subscription_receives_and_cannot_publish(stack: Settings,
     bridge_pw = stack.secret("mqtt_bridge_password")
     sub = Subscriber(stack, stack.mqtt_bridge_user, bridge_pw,
                      [f"$share/t{unique}/{stack.mqtt_topic_prefix}/+"])
-    dev = Device(stack, a, "pw-a")
+    dev = Device(stack, a, PW_A)
     bridge_pub = Device(stack, stack.mqtt_bridge_user, bridge_pw)
     try:
         assert sub.granted == [1]
@@ -170,13 +174,6 @@ def test_bridge_shared_subscription_receives_and_cannot_publish(stack: Settings,
         bridge_pub.close()
         dev.close()
         sub.close()
-
-
-def test_registry_lists_added_devices(stack: Settings, two_devices: tuple[str, str], unique: str) -> None:
-    text = (stack.stack_dir / "registry.csv").read_text(encoding="utf-8")
-    assert text.startswith("device_id,vehicle_id\n")
-    assert f"{two_devices[0]},T{unique[:6]}A\n" in text
-    assert f"{two_devices[1]},T{unique[:6]}B\n" in text
 
 
 @pytest.fixture

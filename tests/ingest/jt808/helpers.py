@@ -6,7 +6,6 @@ import asyncio
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -18,17 +17,19 @@ from fleetwatch.records import DeadLetter, Fix, parse_dead_letter, parse_fix
 from fleetwatch.settings import Settings
 from ingest.jt808.codec import Frame, FrameSplitter, Header, decode_frame, encode_frame
 from ingest.jt808.server import Gateway
-from ingest.validate import Registry
+from ingest.registry import RegistryCache, RegistryTable
 from tests.ports import free_port
+from tests.registry.helpers import register_test_devices
 
 
 def new_phone() -> str:
     return f"1{random.randrange(10**10):010d}"
 
 
-def write_registry(path: Path, rows: dict[str, str]) -> Registry:
-    path.write_text("device_id,vehicle_id\n" + "".join(f"{d},{v}\n" for d, v in rows.items()), "utf-8")
-    return Registry(path)
+def register_terminals(settings: Settings, rows: dict[str, str]) -> RegistryCache:
+    """Register terminal number -> plate through the product path; the cache the gateway will read."""
+    register_test_devices(settings, [(phone, plate, None) for phone, plate in rows.items()])
+    return RegistryCache(settings)
 
 
 def gateway_settings(stack: Settings, **overrides: Any) -> Settings:
@@ -44,7 +45,7 @@ def gateway_settings(stack: Settings, **overrides: Any) -> Settings:
 
 
 @asynccontextmanager
-async def running_gateway(settings: Settings, registry: Registry) -> AsyncIterator[Gateway]:
+async def running_gateway(settings: Settings, registry: RegistryTable) -> AsyncIterator[Gateway]:
     gateway = Gateway(settings, registry=registry)
     await gateway.start()
     try:

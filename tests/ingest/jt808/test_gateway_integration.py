@@ -25,8 +25,8 @@ from tests.ingest.jt808.helpers import (
     gateway_settings,
     letters_since,
     new_phone,
+    register_terminals,
     running_gateway,
-    write_registry,
 )
 
 pytestmark = pytest.mark.integration
@@ -50,7 +50,7 @@ def _offsets(settings: Settings) -> tuple[dict[int, int], dict[int, int]]:
 @pytest.mark.parametrize("edition", [None, 1], ids=["2013", "2019"])
 def test_register_authenticate_report_batch(stack: Settings, tmp_path: Path, edition: int | None) -> None:
     phone, other = new_phone(), new_phone()
-    registry = write_registry(tmp_path / "registry.csv", {phone: "苏A80801", other: "苏A80802"})
+    registry = register_terminals(stack, {phone: "苏A80801", other: "苏A80802"})
     settings = gateway_settings(stack)
     since, _ = _offsets(settings)
 
@@ -79,7 +79,7 @@ def test_register_authenticate_report_batch(stack: Settings, tmp_path: Path, edi
 
 def test_registration_and_authentication_refusals(stack: Settings, tmp_path: Path) -> None:
     phone = new_phone()
-    registry = write_registry(tmp_path / "registry.csv", {phone: "苏A80803"})
+    registry = register_terminals(stack, {phone: "苏A80803"})
     settings = gateway_settings(stack)
     since_fix, since_dlq = _offsets(settings)
 
@@ -121,7 +121,7 @@ def test_bad_frames_are_dead_lettered_with_reason_and_hex_and_answered(
 ) -> None:
     # The published capture with the wrong check code comes from terminal 013511221122.
     phone, victim = "13511221122", new_phone()
-    registry = write_registry(tmp_path / "registry.csv", {phone: "苏A80804", victim: "苏A80805"})
+    registry = register_terminals(stack, {phone: "苏A80804", victim: "苏A80805"})
     settings = gateway_settings(stack)
     since_fix, since_dlq = _offsets(settings)
 
@@ -190,7 +190,7 @@ def test_bad_frames_are_dead_lettered_with_reason_and_hex_and_answered(
 def test_reply_waits_for_kafka(stack: Settings, tmp_path: Path) -> None:
     """Kafka frozen: no answer to the report. Kafka back: the answer comes, and the fix is there."""
     phone = new_phone()
-    registry = write_registry(tmp_path / "registry.csv", {phone: "苏A80806"})
+    registry = register_terminals(stack, {phone: "苏A80806"})
     settings = gateway_settings(stack)
     since, _ = _offsets(settings)
     kafka_pid = int((stack.stack_dir / "kafka" / "kafka.pid").read_text().split()[0])
@@ -219,7 +219,7 @@ def test_reply_waits_for_kafka(stack: Settings, tmp_path: Path) -> None:
 
 def test_idle_timeout_rate_limit_and_subpackages(stack: Settings, tmp_path: Path) -> None:
     phone = new_phone()
-    registry = write_registry(tmp_path / "registry.csv", {phone: "苏A80807"})
+    registry = register_terminals(stack, {phone: "苏A80807"})
     settings = gateway_settings(
         stack, jt808_idle_timeout_s=1.5, jt808_frames_per_s=10.0, jt808_burst_frames=5
     )

@@ -29,6 +29,7 @@ from streams.core import Context, OrderBook, detect_lines
 from streams.core.scoring import parse_alerts, parse_truth, score
 from tests.ingest.helpers import FLEETWATCH
 from tests.ports import free_port
+from tests.registry.helpers import ensure_migrated
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -63,6 +64,7 @@ def _alerts(world: Path, lines: list[bytes]) -> dict[str, dict[str, Any]]:
 def test_scenarios_over_jt808_raise_the_same_alerts_as_over_mqtt(
     stack: Settings, tmp_path: Path, bridges: Any
 ) -> None:
+    ensure_migrated(stack)  # the simulator registers its devices in the product's registry
     world = tmp_path / "world"
     _cli("simulate", "scenario", "all", "--out", str(world), "--seed", SEED, *FAULTS)
     sent_fixes = []

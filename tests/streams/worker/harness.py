@@ -19,16 +19,17 @@ from fleetwatch import topics
 from fleetwatch.kafka_io import create_topic, delete_topic, end_offsets, read_topic
 from fleetwatch.records import OpsEvent, parse_ops_event, parse_order
 from fleetwatch.settings import Settings
-from fleetwatch.stack import add_devices
 from geofence import load_rules
 from simulator import _mqtt
 from simulator._dataset import Dataset, build_scenarios, write_dataset
 from simulator._faults import FaultConfig
 from simulator._motion import MotionConfig
 from simulator._scenarios import SCENARIOS
+from simulator.cli import register_world
 from streams.core import Context, DetectionResult, OrderBook, detect_lines
 from streams.worker.app import internal_topics
 from tests.ingest.helpers import FLEETWATCH, BridgeProcess, wait_for
+from tests.registry.helpers import ensure_migrated
 from tests.streams.worker.fold import Folded, fold_topic
 
 FAULTS = FaultConfig(duplicates=0.12, reorder=0.06, late_bursts=2, malformed=0.01)
@@ -187,7 +188,8 @@ def scenario_world(
     motion = MotionConfig(10, 300, invalid_rate=0.01)
     ds = build_scenarios(names or list(SCENARIOS), seed, motion, FAULTS, namespace=namespace)
     write_dataset(ds, directory)
-    add_devices(settings, [(v.device_id, v.vehicle_id, v.password) for v in ds.world.vehicles])
+    ensure_migrated(settings)
+    register_world(settings, ds.world)  # database, registry topic, MQTT accounts
     return World(directory, ds)
 
 
