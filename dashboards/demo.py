@@ -1,7 +1,7 @@
 """Demo data for the dashboards through the project's own path: simulator -> detection core ->
 Kafka -> `fleetwatch sink` -> TimescaleDB.
 
-The simulator's fleet (a labelled world) is registered (`db import-registry`'s upsert), its
+The simulator's fleet (a labelled world) is registered (`db import-registry`'s path), its
 fixes run through the detection core exactly as `fleetwatch detect` runs them, and the fixes,
 dispatch orders, trips and alerts are produced to Kafka topics in the sink's formats and stored
 by the sink (batched COPY + merge, as in production). Only MQTT and the bridge are skipped: the
@@ -36,10 +36,11 @@ from fleetwatch.records import (
     parse_fix,
 )
 from fleetwatch.settings import Settings
+from registry import DeviceEntry, register
 from simulator._dataset import Dataset
 from simulator._world import World, rules_document, write_world
 from store.db import connect
-from store.registry import DeviceRow, OrgRow, VehicleRow, upsert_registry
+from store.registry import OrgRow
 
 #: Tables the demo loads, in the order their topics are produced.
 TABLES = ("positions", "orders", "trips", "alerts", "vehicle_state")
@@ -62,15 +63,16 @@ class DemoLoad:
 
 
 def register_world(settings: Settings, world: World) -> tuple[int, int, int]:
-    """Upsert a world's org tree, vehicles and devices (what `fleetwatch db import-registry` does)."""
+    """Register a world's org tree, vehicles and devices the way `fleetwatch db import-registry` does
+    (database and registry topic), without MQTT accounts: the demo's fixes skip MQTT."""
     doc = rules_document(world)
-    with connect(settings) as conn:
-        return upsert_registry(
-            conn,
-            [OrgRow(o["id"], o["name"], o.get("parent")) for o in doc["orgs"]],
-            [VehicleRow(v["vehicle_id"], v["org"], v.get("depot")) for v in doc["vehicles"]],
-            [DeviceRow(v["device_id"], v["vehicle_id"]) for v in doc["vehicles"]],
-        )
+    done = register(
+        settings,
+        [DeviceEntry(v["device_id"], v["vehicle_id"], v["org"], v.get("depot")) for v in doc["vehicles"]],
+        [OrgRow(o["id"], o["name"], o.get("parent")) for o in doc["orgs"]],
+        mqtt_accounts=False,
+    )
+    return done.orgs, done.vehicles, done.devices
 
 
 def detect(ds: Dataset) -> Any:
