@@ -212,9 +212,10 @@ def write_devices_csv(world: World, path: Path) -> None:
     with os.fdopen(fd, "w", newline="") as fh:
         os.chmod(path, 0o600)
         writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(["device_id", "vehicle_id", "password"])
+        # The format of `fleetwatch devices add` (after `db import-registry rules.yaml` for the orgs).
+        writer.writerow(["device_id", "vehicle_id", "org", "depot", "password"])
         for v in world.vehicles:
-            writer.writerow([v.device_id, v.vehicle_id, v.password])
+            writer.writerow([v.device_id, v.vehicle_id, v.org, v.unit.depot_id, v.password])
 
 
 def write_world(world: World, out: Path) -> None:

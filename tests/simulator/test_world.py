@@ -67,6 +67,7 @@ def test_devices_csv_is_private_and_complete(world_dir: Path, clean: Dataset) ->
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     rows = list(csv.DictReader(path.open()))
     assert [r["device_id"] for r in rows] == [v.device_id for v in clean.world.vehicles]
+    assert [(r["org"], r["depot"]) for r in rows] == [(v.org, v.unit.depot_id) for v in clean.world.vehicles]
     assert all(r["password"] == device_password(7, r["device_id"]) and len(r["password"]) >= 20 for r in rows)
     assert len({r["password"] for r in rows}) == len(rows)
 
