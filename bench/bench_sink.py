@@ -7,12 +7,18 @@ the baseline is `psql \\copy` of a CSV of the same rows (different device ids, s
 conflicts with the other), with no validation and no delivery guarantee. For scale, the sink's
 own consumer (aiokafka) draining the same topic with nothing else to do is timed too.
 
+On a shared machine the wall-clock ratio swings with everyone else's load, so each side's
+PostgreSQL CPU time is measured as well (the stack's cluster serves only this checkout): the
+sink keeps the parsing in the server, so its rows/s is bounded by server CPU per row, and the
+CPU ratio (psql's server seconds / the sink's) is the figure that load does not move much.
+
     .venv/bin/python bench/bench_sink.py [--fixes 100000] [--rounds 3] [--batch 20000]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import os
 import shutil
@@ -21,8 +27,10 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 from rich.console import Console
 from rich.table import Table
@@ -38,7 +46,9 @@ from store.db import connect
 from store.migrate import migrate
 from store.roles import ensure_service_logins
 
+T = TypeVar("T")
 console = Console()
+TICK = os.sysconf("SC_CLK_TCK")
 COLUMNS = ("ts", "vehicle_id", "device_id", "org", "seq", "lat", "lon", "speed_kmh", "heading", "ignition",
            "received_at")  # fmt: skip
 
@@ -60,6 +70,30 @@ def produce(settings: Settings, topic: str, fixes: list[Fix]) -> None:
         producer.send(topic, key=fix.key, value=fix.to_json())
     producer.flush(120)
     producer.close(10)
+
+
+def server_cpu_s(settings: Settings) -> float:
+    """CPU seconds used so far by the stack's PostgreSQL: the postmaster, its exited children
+    (backends end with their connection) and its live ones."""
+    pid = (settings.stack_dir.resolve() / "pg" / "data" / "postmaster.pid").read_text().split()[0]
+
+    def fields(p: str) -> list[str]:
+        return Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+
+    ticks = sum(int(x) for x in fields(pid)[11:15])  # utime, stime, cutime, cstime
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        # One that exits meanwhile is counted in cutime once reaped.
+        with contextlib.suppress(FileNotFoundError):
+            ticks += sum(int(x) for x in fields(child)[11:13])
+    return ticks / TICK
+
+
+def server_cpu_of(settings: Settings, run: Callable[[], T]) -> tuple[T, float]:
+    """``run()``'s result and the server CPU seconds it took (after its backend has exited)."""
+    before = server_cpu_s(settings)
+    result = run()
+    time.sleep(0.5)  # let the postmaster reap the finished backend
+    return result, server_cpu_s(settings) - before
 
 
 def time_psql_copy(settings: Settings, fixes: list[Fix], workdir: Path) -> float:
@@ -130,7 +164,7 @@ def main() -> None:
     tag = uuid.uuid4().hex[:8]
     dlq = f"bench-sink-dlq-{tag}"
     create_topic(settings, dlq, 1)
-    rounds: list[tuple[float, float, float]] = []
+    rounds: list[tuple[float, float, float, float, float]] = []
     try:
         # Alternate baseline and sink a few times: the machine is shared, and a ratio of two
         # runs seconds apart is only as good as the quietest moment each one happened to get.
@@ -145,29 +179,37 @@ def main() -> None:
                     produce(settings, topic, sink_fixes)
                 with tempfile.TemporaryDirectory() as tmp, console.status(f"round {round_ + 1}: psql \\copy"):
                     os.chmod(tmp, 0o755)
-                    copy_s = time_psql_copy(settings, copy_fixes, Path(tmp))
+                    copy_s, copy_cpu = server_cpu_of(
+                        settings, lambda: time_psql_copy(settings, copy_fixes, Path(tmp))  # noqa: B023
+                    )
                 with console.status(f"round {round_ + 1}: fleetwatch sink"):
-                    sink_rate, stored = time_sink(settings, topic, f"bench-sink-{tag}-{round_}", dlq)
+                    (sink_rate, stored), sink_cpu = server_cpu_of(
+                        settings, lambda: time_sink(settings, topic, f"bench-sink-{tag}-{round_}", dlq)  # noqa: B023
+                    )
                 with console.status(f"round {round_ + 1}: bare consume"):
                     consume_rate = time_bare_consume(settings, topic, n, f"bench-sink-bare-{tag}-{round_}")
             finally:
                 delete_topic(settings, topic)
             stored_copy = count(settings, f"bc{tag}{round_}")
             assert stored == n and stored_copy == n, (stored, stored_copy, n)
-            rounds.append((n / copy_s, sink_rate, consume_rate))
+            rounds.append((n / copy_s, sink_rate, consume_rate, copy_cpu, sink_cpu))
     finally:
         delete_topic(settings, dlq)
     table = Table(title=f"positions: {args.fixes:,} fixes per round, sink batch {args.batch:,}")
-    for column in ("round", "psql \\copy rows/s", "sink rows/s", "ratio", "bare consume/s"):
+    for column in ("round", "psql \\copy rows/s", "sink rows/s", "ratio", "bare consume/s",
+                   "server CPU s: \\copy / sink", "CPU ratio"):  # fmt: skip
         table.add_column(column, justify="right")
-    for i, (copy_rate, sink_rate, consume_rate) in enumerate(rounds, 1):
+    for i, (copy_rate, sink_rate, consume_rate, copy_cpu, sink_cpu) in enumerate(rounds, 1):
         table.add_row(str(i), f"{copy_rate:,.0f}", f"{sink_rate:,.0f}", f"{sink_rate / copy_rate:.2f}",
-                      f"{consume_rate:,.0f}")  # fmt: skip
+                      f"{consume_rate:,.0f}", f"{copy_cpu:.2f} / {sink_cpu:.2f}",
+                      f"{copy_cpu / max(sink_cpu, 1e-9):.2f}")  # fmt: skip
     console.print(table)
-    ratios = sorted(sink / copy for copy, sink, _ in rounds)
-    median = ratios[len(ratios) // 2]
+    ratios = sorted(r[1] / r[0] for r in rounds)
+    cpu_ratios = sorted(r[3] / max(r[4], 1e-9) for r in rounds)
+    median, cpu_median = ratios[len(ratios) // 2], cpu_ratios[len(cpu_ratios) // 2]
     console.print(f"median ratio sink / psql \\copy = [bold]{median:.2f}[/] (target >= 0.5); "
-                  f"range {ratios[0]:.2f}-{ratios[-1]:.2f}; load average {os.getloadavg()[0]:.1f}")
+                  f"range {ratios[0]:.2f}-{ratios[-1]:.2f}; server CPU ratio {cpu_median:.2f}; "
+                  f"load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
