@@ -11,7 +11,7 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import psycopg
@@ -42,7 +42,7 @@ class Registered:
     orgs: int
     vehicles: int
     devices: int
-    credentials: list[tuple[str, str]]
+    credentials: list[tuple[str, str]] = field(repr=False)  # kept out of reprs and logs
     generated: frozenset[str]  # device ids whose password was generated here
 
 
