@@ -380,6 +380,7 @@ class Bridge:
                 return make_producer(
                     self.settings,
                     client_id=self.config.client_id,
+                    role="bridge",
                     delivery_timeout_ms=delivery_ms,
                     # Kafka requires delivery.timeout >= linger + request timeout.
                     request_timeout_ms=min(15_000, delivery_ms // 2),

@@ -106,6 +106,8 @@ def _ensure_up_locked(settings: Settings, progress: _Progress, apt_log: Path) ->
                   lambda done: f"resolved {_kafka.installed_version(_kafka.paths(settings))}"
                   if done else "cached")
     progress.step(f"kafka: KRaft node on {settings.kafka_bootstrap}", lambda: _kafka.ensure_up(settings))
+    progress.step("kafka: SCRAM accounts + ACLs", lambda: _kafka.ensure_access(settings),
+                  lambda changes: "; ".join(changes) if changes else "as specified")
     progress.step("kafka: topics", lambda: _kafka.ensure_topics(settings),
                   lambda changes: "; ".join(changes) if changes else "all present and as specified")
     progress.step("postgres: packages + TimescaleDB", lambda: _postgres.install(settings, apt_log))

@@ -17,11 +17,11 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import TopicPartition
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from fleetwatch.kafka_io import create_topic
+from fleetwatch.kafka_io import create_topic, make_consumer, make_producer
 from fleetwatch.settings import Settings
 from fleetwatch.stack import add_devices, down, ensure_up, status
 from tests.ports import free_ports
@@ -89,7 +89,7 @@ def test_down_then_up_keeps_kafka_postgres_and_queued_mqtt(private_stack: Settin
 
     # Kafka and PostgreSQL.
     create_topic(settings, "restart.test")  # topics are created on purpose: auto-create is off
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True)
+    producer = make_producer(settings, client_id="fw-test-restart")
     meta = producer.send("restart.test", value=b"before-restart").get(timeout=30)
     producer.close()
     pg_password = settings.secret("pg_password")
@@ -103,7 +103,7 @@ def test_down_then_up_keeps_kafka_postgres_and_queued_mqtt(private_stack: Settin
     ensure_up(settings)
     assert [s.state for s in status(settings)] == ["running", "running", "running"]
 
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, consumer_timeout_ms=15000)
+    consumer = make_consumer(settings, group_id=None, consumer_timeout_ms=15000)
     tp = TopicPartition("restart.test", meta.partition)
     consumer.assign([tp])
     consumer.seek(tp, meta.offset)
