@@ -50,8 +50,9 @@ def _error_lines(proc: subprocess.CompletedProcess[bytes]) -> str:
                       if any(word in line.lower() for word in ("error", "fail")))
 
 
-def test_kcat_without_credentials_can_neither_read_nor_forge_fixes(stack: Settings, report: list[str]) -> None:
-    assert sum(end_offsets(stack, topics.TELEMETRY).values()) >= 0  # the topic is there (admin sees it)
+def test_kcat_without_credentials_can_neither_read_nor_forge_fixes(stack: Settings,
+                                                                   report: list[str]) -> None:
+    assert end_offsets(stack, topics.TELEMETRY)  # the topic is there: the admin sees its partitions
     for bootstrap in (stack.kafka_bootstrap, stack.kafka_tools_bootstrap):
         read = _kcat(["-b", bootstrap, "-C", "-t", topics.TELEMETRY, "-o", "beginning", "-e", "-m", "10"])
         assert read.returncode != 0 and read.stdout == b""
