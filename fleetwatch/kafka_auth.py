@@ -6,6 +6,7 @@ client in the code base (product, tests, benches, the stack) gets credentials th
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,17 @@ __all__ = [
 SASL_MECHANISM = "SCRAM-SHA-512"
 #: Loopback / private network only: SCRAM never sends the password, but records travel in clear.
 SECURITY_PROTOCOL = "SASL_PLAINTEXT"
+
+
+class _ScramOverPlaintext(logging.Filter):
+    """kafka-python warns "Exchanging credentials in the clear" on every SCRAM connection without
+    TLS; SCRAM sends a proof, never the password, so the warning only floods service logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "credentials in the clear" not in record.getMessage()
+
+
+logging.getLogger("kafka.net.sasl.scram").addFilter(_ScramOverPlaintext())
 
 
 def username(settings: Settings, role: str) -> str:

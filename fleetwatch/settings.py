@@ -72,6 +72,15 @@ class Settings(BaseSettings):
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
     mqtt_topic_prefix: str = "fleetwatch/v1/telemetry"
+    #: Terminals reach the broker over public mobile networks: MQTT over TLS on this port, bound
+    #: to ``mqtt_tls_bind``; the plain ``mqtt_port`` stays on ``mqtt_host`` (loopback) for tooling.
+    mqtt_tls_port: int = 8883
+    mqtt_tls_bind: str = "0.0.0.0"
+    #: Whether this process's MQTT clients (bridge, simulator, notifier) use the TLS port.
+    mqtt_tls: bool = False
+    #: CA certificate clients verify the broker with (None: the system's trust store). The stack's
+    #: own CA is <stack_dir>/tls/ca.crt (README: flashing a terminal with it).
+    mqtt_ca_file: Path | None = None
     mqtt_bridge_user: str = "svc-bridge"
     mqtt_bridge_password: SecretStr | None = None
     mqtt_notifier_user: str = "svc-notifier"
