@@ -204,9 +204,11 @@ def ensure_up(settings: Settings) -> str:
     if not (p.data / "meta.properties").exists():
         if not p.cluster_id.exists():
             p.cluster_id.write_text(new_cluster_id() + "\n")
-        # The admin and the broker need SCRAM accounts before any SCRAM client can get in (KRaft
-        # serves no SCRAM-account API on its controller listener): they are part of the format.
-        # The services' accounts are then set through the admin (`ensure_access`).
+        # The admin and the broker need SCRAM accounts before any SCRAM client can get in, and
+        # Kafka's admin client cannot set them through the controller listener (4.1: "not yet
+        # supported when communicating directly with the controller quorum"): they are part of
+        # the format (the two passwords are on its command line for those seconds). The
+        # services' accounts are then set through the admin (`ensure_access`).
         scram = [arg for role in ("admin", BROKER_ROLE) for arg in (
             "--add-scram", f"{kafka_auth.SASL_MECHANISM}=[name={kafka_auth.username(settings, role)},"
                            f"password={passwords[role]}]")]
