@@ -34,12 +34,14 @@ def private_stack(stack: Settings) -> Iterator[Settings]:
     # Outside pytest's 0700 tmp dirs: the postgres and mosquitto OS users must reach it.
     directory = Path(tempfile.mkdtemp(prefix="fw-stack-test-", dir="/tmp"))
     os.chmod(directory, 0o755)
-    mqtt_port, kafka_port, controller_port, pg_port = free_ports(4)
+    mqtt_port, mqtt_tls_port, kafka_port, controller_port, tools_port, pg_port = free_ports(6)
     settings = Settings(
         stack_dir=directory,
         mqtt_port=mqtt_port,
+        mqtt_tls_port=mqtt_tls_port,
         kafka_bootstrap=f"127.0.0.1:{kafka_port}",
         kafka_controller_port=controller_port,
+        kafka_tools_port=tools_port,
         pg_port=pg_port,
         kafka_heap_mb=384,
     )
