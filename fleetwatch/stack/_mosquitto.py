@@ -519,7 +519,8 @@ def ensure_up(settings: Settings, secrets_: dict[str, str]) -> str:
         if busy is not None:
             raise StackError(SERVICE, f"port {settings.mqtt_host}:{busy} is held by another "
                              "process (the system mosquitto: `systemctl disable --now mosquitto`; or another "
-                             "checkout's stack: `fleetwatch stack down` there); or set FLEETWATCH_MQTT_PORT / _TLS_PORT")
+                             "checkout's stack: `fleetwatch stack down` there); or set FLEETWATCH_MQTT_PORT "
+                             "/ FLEETWATCH_MQTT_TLS_PORT")
         with open(p.log, "a") as fh:
             fh.write(f"\n--- fleetwatch stack: starting mosquitto {time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
         new_pid = spawn(["mosquitto", "-c", str(p.conf)], p.log, p.pid)
