@@ -39,6 +39,7 @@ from rich.table import Table
 from dashboards.build import load_committed
 from dashboards.check import QueryResult, connect_as, run_dashboard
 from dashboards.demo import _records, detect, produce, register_world
+from fleetwatch.kafka_auth import kcat_args
 from fleetwatch.kafka_io import create_topic, delete_topic
 from fleetwatch.records import VehicleStatus, VehicleStatusKind
 from fleetwatch.settings import Settings
@@ -63,7 +64,7 @@ def _produce_day(args: tuple[Settings, str, int, datetime, int]) -> int:
     """One simulated day of the fleet into the positions topic (runs in a worker process)."""
     settings, topic, vehicles, day_start, day = args
     ds = build_fleet(vehicles, SEED, day_start, timedelta(days=1), 0.05, MOTION, seq_base=day * 1_000_000)
-    argv = ["kcat", "-P", "-b", settings.kafka_bootstrap, "-t", topic, "-K", "\t", "-z", "lz4"]
+    argv = ["kcat", *kcat_args(settings, "admin"), "-P", "-t", topic, "-K", "\t", "-z", "lz4"]
     kcat = subprocess.Popen(argv, stdin=subprocess.PIPE)
     assert kcat.stdin is not None
     count = 0

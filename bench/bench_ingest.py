@@ -33,6 +33,7 @@ from kafka import TopicPartition
 from rich.console import Console
 from rich.table import Table
 
+from fleetwatch.kafka_auth import kcat_args
 from fleetwatch.kafka_io import create_topic, delete_topic, make_consumer
 from fleetwatch.settings import Settings
 from fleetwatch.stack import ensure_up
@@ -155,7 +156,7 @@ def run_baseline(
     mq = subprocess.Popen(
         ["stdbuf", "-oL", *sub, "-c", "-i", client_id, "-x", "600", "-C", str(total)], stdout=subprocess.PIPE
     )
-    kc = subprocess.Popen(["kcat", "-P", "-b", settings.kafka_bootstrap, "-t", topic], stdin=mq.stdout)
+    kc = subprocess.Popen(["kcat", *kcat_args(settings, "admin"), "-P", "-t", topic], stdin=mq.stdout)
     assert mq.stdout is not None
     mq.stdout.close()
     cpu_before = children_cpu_s()

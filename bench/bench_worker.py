@@ -38,6 +38,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fleetwatch import topics
+from fleetwatch.kafka_auth import client_security
 from fleetwatch.kafka_io import (
     create_topic,
     delete_topic,
@@ -79,6 +80,7 @@ async def _bare_consume(settings: Settings, topic: str, total: int) -> float:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
         auto_offset_reset="earliest", max_partition_fetch_bytes=8 * 1024 * 1024,
+        **client_security(settings, "admin"),
     )  # fmt: skip
     await consumer.start()
     try:

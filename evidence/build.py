@@ -11,6 +11,7 @@ from evidence.query import Conn, VehicleEvidence, vehicle_evidence, vehicles_nea
 from evidence.report import Bundle, MapZone, Place, Request, write_bundle
 from geofence import Datum, Rules, gcj02_to_wgs84
 from geofence.datum import parse_datum
+from store import audit
 
 
 class EvidenceError(ValueError):
@@ -107,4 +108,10 @@ def build_evidence(
     req = Request(
         heading, start, end, timezone, generated_by, generated_at, query, place, _zones(rules, vehicles)
     )
-    return write_bundle(out_dir, vehicles, req), vehicles
+    bundle = write_bundle(out_dir, vehicles, req)
+    # Who asked what and what it returned; the manifest's checksum ties the row to the files.
+    audit.record(conn, actor=generated_by, action="evidence.report",
+                 target=plate or f"near:{query['near_wgs84']}",
+                 detail={**query, "vehicles": [v.vehicle_id for v in vehicles],
+                         "directory": str(bundle.directory), "manifest_sha256": bundle.manifest_sha256})
+    return bundle, vehicles

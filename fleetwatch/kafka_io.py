@@ -1,4 +1,8 @@
-"""Kafka client helpers with fleetwatch's safety defaults (producer, consumer, whole-topic reads)."""
+"""Kafka client helpers with fleetwatch's safety defaults (producer, consumer, admin, whole-topic reads).
+
+Every client authenticates as a role (fleetwatch/kafka_auth.py); ``admin`` is the tooling default,
+services name their own role.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,8 @@ from kafka.admin import NewTopic
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
-from fleetwatch.settings import Settings
+from fleetwatch.kafka_auth import client_security
+from fleetwatch.settings import KafkaRole, Settings
 
 __all__ = [
     "ConsumerRecord",
@@ -20,6 +25,7 @@ __all__ = [
     "create_topic",
     "delete_topic",
     "end_offsets",
+    "make_admin",
     "make_consumer",
     "make_producer",
     "read_topic",
@@ -35,7 +41,9 @@ def best_compression() -> str:
     return "gzip"
 
 
-def make_producer(settings: Settings, *, client_id: str, **overrides: Any) -> KafkaProducer:
+def make_producer(
+    settings: Settings, *, client_id: str, role: KafkaRole = "admin", **overrides: Any
+) -> KafkaProducer:
     """A producer that only reports success once every in-sync replica has the record.
 
     ``acks='all'`` + idempotence means a retried batch is never written twice and never
@@ -57,13 +65,19 @@ def make_producer(settings: Settings, *, client_id: str, **overrides: Any) -> Ka
         # send() blocks the caller at most this long waiting for metadata or buffer space.
         "max_block_ms": 10_000,
         "reconnect_backoff_max_ms": 2_000,
+        **client_security(settings, role),
     }
     config.update(overrides)
     return KafkaProducer(**config)
 
 
 def make_consumer(
-    settings: Settings, *, group_id: str | None, topics: tuple[str, ...] = (), **overrides: Any
+    settings: Settings,
+    *,
+    group_id: str | None,
+    topics: tuple[str, ...] = (),
+    role: KafkaRole = "admin",
+    **overrides: Any,
 ) -> KafkaConsumer:
     """A consumer that never commits on its own: callers commit after their side effect is durable."""
     config: dict[str, Any] = {
@@ -72,9 +86,22 @@ def make_consumer(
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
         "isolation_level": "read_committed",
+        **client_security(settings, role),
     }
     config.update(overrides)
     return KafkaConsumer(*topics, **config)
+
+
+def make_admin(settings: Settings, *, client_id: str = "fleetwatch-admin", role: KafkaRole = "admin",
+               **overrides: Any) -> KafkaAdminClient:
+    """An admin client (topics, ACLs, SCRAM users): ``admin`` is a super user, other roles are not."""
+    config: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "client_id": client_id,
+        **client_security(settings, role),
+    }
+    config.update(overrides)
+    return KafkaAdminClient(**config)
 
 
 def _partitions(consumer: KafkaConsumer, topic: str, timeout_s: float) -> list[TopicPartition]:
@@ -88,9 +115,11 @@ def _partitions(consumer: KafkaConsumer, topic: str, timeout_s: float) -> list[T
         time.sleep(0.2)
 
 
-def end_offsets(settings: Settings, topic: str, timeout_s: float = 10.0) -> dict[int, int]:
+def end_offsets(
+    settings: Settings, topic: str, timeout_s: float = 10.0, *, role: KafkaRole = "admin"
+) -> dict[int, int]:
     """Current end offset of every partition of ``topic`` (partition -> offset)."""
-    consumer = make_consumer(settings, group_id=None)
+    consumer = make_consumer(settings, group_id=None, role=role)
     try:
         parts = _partitions(consumer, topic, timeout_s)
         return {tp.partition: off for tp, off in consumer.end_offsets(parts).items()}
@@ -99,7 +128,12 @@ def end_offsets(settings: Settings, topic: str, timeout_s: float = 10.0) -> dict
 
 
 def read_topic(
-    settings: Settings, topic: str, *, since: dict[int, int] | None = None, timeout_s: float = 30.0
+    settings: Settings,
+    topic: str,
+    *,
+    since: dict[int, int] | None = None,
+    timeout_s: float = 30.0,
+    role: KafkaRole = "admin",
 ) -> Iterator[ConsumerRecord]:
     """Every record of ``topic`` from the beginning (or the offsets ``since``, partition -> offset,
     e.g. an earlier `end_offsets`) up to the end offsets seen at call time.
@@ -107,7 +141,7 @@ def read_topic(
     No consumer group, no commits: for audits, tests and tools that need a whole snapshot.
     Within a partition records come in offset order.
     """
-    consumer = make_consumer(settings, group_id=None, consumer_timeout_ms=1000)
+    consumer = make_consumer(settings, group_id=None, role=role, consumer_timeout_ms=1000)
     try:
         parts = _partitions(consumer, topic, timeout_s)
         ends = consumer.end_offsets(parts)
@@ -148,7 +182,7 @@ def read_topic(
 
 def create_topic(settings: Settings, name: str, partitions: int = 1, **configs: str) -> bool:
     """Create ``name`` if missing; True if this call created it."""
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="fleetwatch-admin")
+    admin = make_admin(settings)
     try:
         admin.create_topics([NewTopic(name, partitions, 1, topic_configs=configs)])
         return True
@@ -160,7 +194,7 @@ def create_topic(settings: Settings, name: str, partitions: int = 1, **configs: 
 
 def delete_topic(settings: Settings, name: str) -> None:
     """Delete ``name``; a missing topic is not an error."""
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="fleetwatch-admin")
+    admin = make_admin(settings)
     try:
         admin.delete_topics([name])
     except UnknownTopicOrPartitionError:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import time
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal, get_args
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,6 +18,12 @@ MAX_SPEED_KMH = 250.0
 #: Detection core: how far back a late fix is re-evaluated, and how often state is checkpointed.
 LATE_HORIZON_SECONDS = 3 * 3600.0
 SNAPSHOT_EVERY_SECONDS = 1200.0
+
+
+#: Who a Kafka client is: each service has its own SCRAM principal (``svc-<role>``) and ACLs
+#: (fleetwatch/kafka_auth.py); ``admin`` is tooling (topics, tests, benches, the stack itself).
+KafkaRole = Literal["bridge", "jt808", "worker", "sink", "notifier", "admin"]
+KAFKA_ROLES: tuple[KafkaRole, ...] = get_args(KafkaRole)
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,15 @@ class Settings(BaseSettings):
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
     mqtt_topic_prefix: str = "fleetwatch/v1/telemetry"
+    #: Terminals reach the broker over public mobile networks: MQTT over TLS on this port, bound
+    #: to ``mqtt_tls_bind``; the plain ``mqtt_port`` stays on ``mqtt_host`` (loopback) for tooling.
+    mqtt_tls_port: int = 8883
+    mqtt_tls_bind: str = "0.0.0.0"
+    #: Whether this process's MQTT clients (bridge, simulator, notifier) use the TLS port.
+    mqtt_tls: bool = False
+    #: CA certificate clients verify the broker with (None: the system's trust store). The stack's
+    #: own CA is <stack_dir>/tls/ca.crt (README: flashing a terminal with it).
+    mqtt_ca_file: Path | None = None
     mqtt_bridge_user: str = "svc-bridge"
     mqtt_bridge_password: SecretStr | None = None
     mqtt_notifier_user: str = "svc-notifier"
@@ -85,6 +101,25 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_controller_port: int = 9093
     kafka_heap_mb: int = 768
+    #: Clients authenticate with SASL/SCRAM-SHA-512 as ``<prefix><role>`` (svc-bridge, svc-worker, ...);
+    #: each role's password is the secret ``kafka_<role>_password``.
+    kafka_user_prefix: str = "svc-"
+    #: Run every Kafka client of this process as this role instead of its own (e.g. ``admin`` for
+    #: tests that drive a service over scratch topics its own ACLs do not cover). Needs that
+    #: role's password, which a deployed service does not have.
+    kafka_as: KafkaRole | None = None
+    kafka_bridge_password: SecretStr | None = None
+    kafka_jt808_password: SecretStr | None = None
+    kafka_worker_password: SecretStr | None = None
+    kafka_sink_password: SecretStr | None = None
+    kafka_notifier_password: SecretStr | None = None
+    kafka_admin_password: SecretStr | None = None
+    #: The broker's own identity (inter-broker and broker -> controller); only the stack uses it.
+    kafka_broker_password: SecretStr | None = None
+    #: A second loopback listener, SASL/PLAIN, same principals and ACLs, for librdkafka tools
+    #: (kcat): Debian 12's librdkafka 2.0.2 cannot complete SCRAM with Kafka >= 3.8.1 (it repeats
+    #: the client nonce, librdkafka#4895, fixed in 2.6.1). Default: the bootstrap port + 2.
+    kafka_tools_port: int | None = None
 
     # --- PostgreSQL + TimescaleDB --------------------------------------------------------
     pg_host: str = "127.0.0.1"
@@ -216,6 +251,11 @@ class Settings(BaseSettings):
                 f"secret {name!r} is not set: export FLEETWATCH_{name.upper()} or run "
                 f"`fleetwatch stack up` (it writes {path})"
             ) from None
+
+    @property
+    def kafka_tools_bootstrap(self) -> str:
+        host, _, port = self.kafka_bootstrap.split(",")[0].rpartition(":")
+        return f"{host}:{self.kafka_tools_port or int(port) + 2}"
 
     def telemetry_topic(self, device_id: str) -> str:
         return f"{self.mqtt_topic_prefix}/{device_id}"

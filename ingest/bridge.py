@@ -39,6 +39,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from fleetwatch import topics
 from fleetwatch.kafka_io import make_producer
+from fleetwatch.mqtt_conn import configure_tls, mqtt_address
 from fleetwatch.records import DeadLetter, DeadLetterStage, Fix, Rejection
 from fleetwatch.settings import Settings
 from ingest.inflight import InFlightWindow, Ticket
@@ -210,8 +211,7 @@ class Bridge:
         props.SessionExpiryInterval = self.config.session_expiry_s
         props.ReceiveMaximum = self.config.receive_maximum
         self._client.connect_async(
-            self.settings.mqtt_host,
-            self.settings.mqtt_port,
+            *mqtt_address(self.settings),
             keepalive=self.config.keepalive_s,
             clean_start=False,
             properties=props,
@@ -219,7 +219,7 @@ class Bridge:
         self._client.loop_start()
         if not self._subscribed.wait(60):
             raise TimeoutError(
-                f"no MQTT subscription within 60 s ({self.settings.mqtt_host}:{self.settings.mqtt_port})"
+                "no MQTT subscription within 60 s ({}:{})".format(*mqtt_address(self.settings))
             )
 
     def stop(self, *, leave: bool = False) -> None:
@@ -278,6 +278,7 @@ class Bridge:
             CallbackAPIVersion.VERSION2, client_id=self.config.client_id, protocol=mqtt.MQTTv5
         )
         client.username_pw_set(self.settings.mqtt_bridge_user, self.settings.secret("mqtt_bridge_password"))
+        configure_tls(client, self.settings)
         client.manual_ack_set(True)
         client.reconnect_delay_set(1, 10)
         client.on_connect = self._on_connect
@@ -380,6 +381,7 @@ class Bridge:
                 return make_producer(
                     self.settings,
                     client_id=self.config.client_id,
+                    role="bridge",
                     delivery_timeout_ms=delivery_ms,
                     # Kafka requires delivery.timeout >= linger + request timeout.
                     request_timeout_ms=min(15_000, delivery_ms // 2),

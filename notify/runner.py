@@ -100,7 +100,8 @@ class Notifier:
     ) -> NotifyStats:
         """Consume until ``stop`` is set (or nothing arrived and nothing was due for ``idle_exit_s``)."""
         stop = stop or threading.Event()
-        consumer = make_consumer(self.settings, group_id=group or self.settings.notify_group, topics=(topic,))
+        consumer = make_consumer(self.settings, group_id=group or self.settings.notify_group, topics=(topic,),
+                                 role="notifier")
         last_activity = time.monotonic()
         next_escalation = 0.0
         try:

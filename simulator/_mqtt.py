@@ -23,6 +23,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from fleetwatch.mqtt_conn import configure_tls, mqtt_address
 from fleetwatch.settings import Settings
 
 SESSION_EXPIRY_S = 3600
@@ -64,6 +65,7 @@ class Connection:
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         self.username = username
         self.client.username_pw_set(username, password)
+        configure_tls(self.client, settings)
         self.client.max_inflight_messages_set(max_inflight)
         self.window = max_inflight
         self.client.max_queued_messages_set(0)  # unbounded outbox: nothing is dropped while offline
@@ -83,7 +85,7 @@ class Connection:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         self.client.connect_async(
-            settings.mqtt_host, settings.mqtt_port, keepalive=30, clean_start=False, properties=props
+            *mqtt_address(settings), keepalive=30, clean_start=False, properties=props
         )
         self.client.loop_start()
 

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
+from fleetwatch.kafka_auth import client_security
 from fleetwatch.settings import Settings
 from sink.base import Record
 
@@ -41,6 +42,7 @@ class BlockingConsumer:
                 auto_offset_reset="earliest",
                 isolation_level="read_committed",
                 max_poll_interval_ms=max_poll_interval_ms,
+                **client_security(settings, "sink"),
             )
             await consumer.start()
             return consumer

@@ -152,7 +152,7 @@ class SinkRunner:
             # The loop stops polling while the database is away; stay in the group for 10 min.
             max_poll_interval_ms=600_000,
         )
-        self._producer = make_producer(settings, client_id=f"fleetwatch-sink-{self.group}-dlq")
+        self._producer = make_producer(settings, client_id=f"fleetwatch-sink-{self.group}-dlq", role="sink")
         # The one thread that talks to the database (and owns the connection).
         self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink-db")
 

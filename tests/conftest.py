@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from fleetwatch.settings import Settings
+
+# Tests drive the services over scratch topics and consumer groups (fwtest.<tag>.telemetry, ...)
+# that the services' own ACLs rightly do not cover: their Kafka clients act as the admin principal
+# (still SASL/SCRAM). tests/security/ runs each service principal against its real ACLs.
+os.environ.setdefault("FLEETWATCH_KAFKA_AS", "admin")
 
 
 @pytest.fixture(scope="session")

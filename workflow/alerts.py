@@ -8,6 +8,8 @@ from typing import Any
 
 import psycopg
 
+from store import audit
+
 Conn = psycopg.Connection[tuple[Any, ...]]
 
 #: action -> (statuses it may start from, status it leads to)
@@ -72,5 +74,7 @@ def change_status(conn: Conn, alert_id: str, action: str, actor: str, reason: st
             " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING at",
             (alert_id, org, actor, action, status, target, reason),
         ).fetchone()
+        audit.record(conn, actor=actor, action=f"alert.{action}", target=alert_id,
+                     detail={"org": org, "from": status, "to": target, "reason": reason})
     assert at is not None
     return Change(alert_id, status, target, actor, at[0])

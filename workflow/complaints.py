@@ -10,6 +10,7 @@ from evidence.build import build_evidence
 from evidence.query import VehicleEvidence
 from evidence.report import Bundle
 from geofence import Rules
+from store import audit
 from workflow.alerts import Conn, WorkflowError
 
 
@@ -93,4 +94,7 @@ def add_complaint(
             "UPDATE complaints SET evidence_path = %s, evidence_sha256 = %s WHERE complaint_id = %s",
             (str(bundle.directory), bundle.manifest_sha256, complaint_id),
         )
+        audit.record(conn, actor=created_by, action="complaint.opened", target=f"complaint:{complaint_id}",
+                     detail={"plate": plate, "org": org, "observed_at": observed_at.isoformat(),
+                             "evidence_sha256": bundle.manifest_sha256})
     return Complaint(complaint_id, plate, org, observed_at, lat, lon, due_at, bundle, vehicles)

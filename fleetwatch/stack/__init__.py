@@ -96,12 +96,17 @@ def _ensure_up_locked(settings: Settings, progress: _Progress, apt_log: Path) ->
                              lambda s: f"{len(s)} in {stack / 'secrets'}")
     progress.step("mosquitto: packages", lambda: _mosquitto.install(settings, apt_log),
                   lambda done: f"installed {' '.join(done)}" if done else "present")
-    progress.step(f"mosquitto: broker on {settings.mqtt_host}:{settings.mqtt_port}",
+    progress.step("mosquitto: TLS CA + server certificate", lambda: _mosquitto.ensure_tls(settings, apt_log),
+                  lambda made: "made " + "; ".join(made) if made else f"present in {stack / 'tls'}")
+    progress.step(f"mosquitto: broker on {settings.mqtt_host}:{settings.mqtt_port}, "
+                  f"TLS on {settings.mqtt_tls_bind}:{settings.mqtt_tls_port}",
                   lambda: _mosquitto.ensure_up(settings, secrets_))
     progress.step("kafka: jars (Maven)", lambda: _kafka.install(settings, apt_log),
                   lambda done: f"resolved {_kafka.installed_version(_kafka.paths(settings))}"
                   if done else "cached")
     progress.step(f"kafka: KRaft node on {settings.kafka_bootstrap}", lambda: _kafka.ensure_up(settings))
+    progress.step("kafka: SCRAM accounts + ACLs", lambda: _kafka.ensure_access(settings),
+                  lambda changes: "; ".join(changes) if changes else "as specified")
     progress.step("kafka: topics", lambda: _kafka.ensure_topics(settings),
                   lambda changes: "; ".join(changes) if changes else "all present and as specified")
     progress.step("postgres: packages + TimescaleDB", lambda: _postgres.install(settings, apt_log))

@@ -1,4 +1,5 @@
-"""Mosquitto: our own broker process (not the system service), its config and service accounts.
+"""Mosquitto: our own broker process (not the system service), its config, service accounts and
+the CA + server certificate of its TLS listener.
 
 Device accounts are product data: `fleetwatch devices add` (registry/) creates them on the
 running broker; the plugin keeps them in its file across restarts.
@@ -6,10 +7,13 @@ running broker; the plugin keeps them in its file across restarts.
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import json
 import re
 import secrets
 import shutil
+import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -30,6 +34,7 @@ from ._common import (
     port_open,
     read_pid,
     render_template,
+    run,
     spawn,
     stop_pid,
     wait_until,
@@ -37,7 +42,7 @@ from ._common import (
 )
 
 SERVICE = "mosquitto"
-PACKAGES = ("mosquitto", "mosquitto-clients", "kcat")
+PACKAGES = ("mosquitto", "mosquitto-clients", "kcat", "openssl")
 _OS_USER = "mosquitto"
 
 
@@ -49,6 +54,19 @@ class Paths:
     data: Path
     pid: Path
     log: Path
+    tls: Path
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.tls / "ca.crt"
+
+    @property
+    def server_cert(self) -> Path:
+        return self.tls / "server.crt"
+
+    @property
+    def server_key(self) -> Path:
+        return self.tls / "server.key"
 
 
 def paths(settings: Settings) -> Paths:
@@ -61,6 +79,7 @@ def paths(settings: Settings) -> Paths:
         data=root / "data",
         pid=root / "mosquitto.pid",
         log=stack / "logs" / "mosquitto.log",
+        tls=stack / "tls",
     )
 
 
@@ -92,10 +111,69 @@ def plugin_path() -> Path:
     return found[0]
 
 
+def server_names(settings: Settings) -> list[str]:
+    """subjectAltName entries of the broker's certificate: what terminals may dial."""
+    names = ["localhost", "127.0.0.1", settings.mqtt_host, socket.gethostname(), socket.getfqdn()]
+    entries = []
+    for name in dict.fromkeys(n for n in names if n):
+        try:
+            ipaddress.ip_address(name)
+            entries.append(f"IP:{name}")
+        except ValueError:
+            entries.append(f"DNS:{name}")
+    return entries
+
+
+def ensure_tls(settings: Settings, log: Path) -> list[str]:
+    """A CA (kept once made: terminals are flashed with it) and a server certificate it signs for
+    ``server_names``; the server certificate is remade when those change. Returns what was made."""
+    p = paths(settings)
+    p.tls.mkdir(parents=True, exist_ok=True)
+    p.tls.chmod(0o755)  # mosquitto's OS user reads its certificate and key here
+    ca_key, made = p.tls / "ca.key", []
+    if not (p.ca_cert.exists() and ca_key.exists()):
+        run(["openssl", "req", "-x509", "-new", "-newkey", "rsa:2048", "-nodes", "-sha256", "-days", "3650",
+             "-keyout", str(ca_key), "-out", str(p.ca_cert), "-subj", "/O=fleetwatch/CN=fleetwatch MQTT CA",
+             "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+            SERVICE, "making the MQTT CA", log)
+        made.append("CA")
+    ca_key.chmod(0o600)
+    p.ca_cert.chmod(0o644)
+    names = ",".join(server_names(settings))
+    stamp = p.tls / "server.names"
+    fresh = (p.server_cert.exists() and p.server_key.exists() and stamp.exists()
+             and stamp.read_text().strip() == names
+             and p.server_cert.stat().st_mtime >= p.ca_cert.stat().st_mtime)
+    if not fresh:
+        csr, ext = p.tls / "server.csr", p.tls / "server.ext"
+        ext.write_text(f"subjectAltName={names}\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n")
+        run(["openssl", "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", str(p.server_key),
+             "-out", str(csr), "-subj", f"/O=fleetwatch/CN={settings.mqtt_host}"], SERVICE,
+            "making the MQTT server key", log)
+        run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(p.ca_cert), "-CAkey", str(ca_key),
+             "-CAcreateserial", "-sha256", "-days", "825", "-extfile", str(ext), "-out", str(p.server_cert)],
+            SERVICE, "signing the MQTT server certificate", log)
+        csr.unlink()
+        ext.unlink()
+        stamp.write_text(names + "\n")
+        made.append(f"server certificate for {names}")
+    p.server_key.chmod(0o600)
+    chown_to(p.server_key, _OS_USER)
+    return made
+
+
 def render_conf(settings: Settings, p: Paths, as_root: bool, plugin: Path) -> str:
+    cert = p.server_cert.read_bytes() if p.server_cert.exists() else b""
     return render_template(("mosquitto", "mosquitto.conf.tmpl"), {
         "host": settings.mqtt_host,
         "port": settings.mqtt_port,
+        "tls_port": settings.mqtt_tls_port,
+        "tls_bind": settings.mqtt_tls_bind,
+        "cafile": p.ca_cert,
+        "certfile": p.server_cert,
+        "keyfile": p.server_key,
+        "cert_digest": hashlib.sha256(cert).hexdigest()[:16],
         "data_dir": p.data,
         "plugin": plugin,
         "dynsec_file": p.dynsec,
@@ -197,10 +275,13 @@ def ensure_up(settings: Settings, secrets_: dict[str, str]) -> str:
         raise StackError(SERVICE, f"pid {pid} runs but refuses svc-admin on port {settings.mqtt_port}",
                          p.log)
     _write_private(p.dynsec, wanted)
-    if port_open(settings.mqtt_host, settings.mqtt_port):
-        raise StackError(SERVICE, f"port {settings.mqtt_host}:{settings.mqtt_port} is held by another "
+    busy = next((port for port in (settings.mqtt_port, settings.mqtt_tls_port)
+                 if port_open(settings.mqtt_host, port)), None)
+    if busy is not None:
+        raise StackError(SERVICE, f"port {settings.mqtt_host}:{busy} is held by another "
                          "process (the system mosquitto: `systemctl disable --now mosquitto`; or another "
-                         "checkout's stack: `fleetwatch stack down` there); or set FLEETWATCH_MQTT_PORT")
+                         "checkout's stack: `fleetwatch stack down` there); or set FLEETWATCH_MQTT_PORT "
+                         "/ FLEETWATCH_MQTT_TLS_PORT")
     with open(p.log, "a") as fh:
         fh.write(f"\n--- fleetwatch stack: starting mosquitto {time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
     new_pid = spawn(["mosquitto", "-c", str(p.conf)], p.log, p.pid)

@@ -6,7 +6,8 @@ import os
 import secrets
 from pathlib import Path
 
-from fleetwatch.settings import Settings
+from fleetwatch.kafka_auth import password_secret
+from fleetwatch.settings import KAFKA_ROLES, Settings
 
 SECRET_NAMES: tuple[str, ...] = (
     "mqtt_bridge_password",
@@ -17,6 +18,7 @@ SECRET_NAMES: tuple[str, ...] = (
     "pg_dashboards_password",
     "jt808_auth_secret",
     "device_secret_key",
+    *(password_secret(role) for role in (*KAFKA_ROLES, "broker")),
 )
 
 

@@ -73,20 +73,20 @@ def mqtt_round_trip(settings: Settings, timeout: float = 10.0) -> float:
 
 def kafka_round_trip(settings: Settings, timeout: float = 20.0) -> float:
     """Produce one record (acks=all, idempotent) and consume it back; return seconds taken."""
-    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka import TopicPartition
 
+    from fleetwatch.kafka_io import make_consumer, make_producer
     from fleetwatch.topics import TopicSpec
 
     _kafka.ensure_topics(settings, (TopicSpec(SMOKE_TOPIC, 1, 24 * 3600 * 1000),))
     nonce = secrets.token_hex(8).encode()
     started = time.monotonic()
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True)
+    producer = make_producer(settings, client_id="fw-smoke")
     try:
         meta = producer.send(SMOKE_TOPIC, key=b"smoke", value=nonce).get(timeout=timeout)
     finally:
         producer.close()
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
-                             consumer_timeout_ms=int(timeout * 1000))
+    consumer = make_consumer(settings, group_id=None, consumer_timeout_ms=int(timeout * 1000))
     try:
         tp = TopicPartition(SMOKE_TOPIC, meta.partition)
         consumer.assign([tp])

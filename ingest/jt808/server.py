@@ -149,12 +149,15 @@ class Gateway:
         # kafka-python, as in the bridge: its sender thread keeps Kafka I/O off this event loop,
         # and ``max_block_ms=0`` makes a full buffer an immediate error we wait out in `_send`.
         self._producer = await self._loop.run_in_executor(
-            None, lambda: make_producer(self.settings, client_id=self.config.client_id, max_block_ms=0)
+            None, lambda: make_producer(self.settings, client_id=self.config.client_id, role="jt808",
+                                        max_block_ms=0)
         )
         for topic in (self.config.telemetry_topic, self.config.dlq_topic):
             # Topics are never auto-created: a missing one is a clear error now, not a timeout later.
             try:
-                await self._loop.run_in_executor(None, end_offsets, self.settings, topic)
+                await self._loop.run_in_executor(
+                    None, lambda topic=topic: end_offsets(self.settings, topic, role="jt808")  # type: ignore[misc]
+                )
             except UnknownTopicOrPartitionError:
                 raise RuntimeError(
                     f"Kafka topic {topic!r} does not exist (run `fleetwatch stack up`)"

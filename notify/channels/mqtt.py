@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from fleetwatch.mqtt_conn import configure_tls, mqtt_address
 from fleetwatch.settings import Settings
 from notify.channels import DeliveryError
 from notify.config import ChannelSpec, Route
@@ -32,10 +33,12 @@ class MqttChannel:
             CallbackAPIVersion.VERSION2, client_id=f"fw-notify-{self.spec.name}", protocol=mqtt.MQTTv5
         )
         client.username_pw_set(s.mqtt_notifier_user, s.secret("mqtt_notifier_password"))
+        configure_tls(client, s)
         try:
-            client.connect(s.mqtt_host, s.mqtt_port, keepalive=30)
+            client.connect(*mqtt_address(s), keepalive=30)
         except OSError as exc:
-            raise DeliveryError(f"MQTT {s.mqtt_host}:{s.mqtt_port}: {exc}") from None
+            host, port = mqtt_address(s)
+            raise DeliveryError(f"MQTT {host}:{port}: {exc}") from None
         client.loop_start()
         self._client = client
         return client

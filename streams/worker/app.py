@@ -32,6 +32,7 @@ from faust.serializers import codecs
 from faust.types import TP, EventT
 
 from fleetwatch import topics
+from fleetwatch.kafka_auth import client_security, faust_credentials
 from fleetwatch.settings import Settings
 from streams.worker.config import RulesWatch
 from streams.worker.engine import Engine, EngineConfig, Out, Source, utcnow
@@ -131,6 +132,7 @@ class Worker:
         app = _App(
             settings.worker_app_id,
             broker=f"kafka://{settings.kafka_bootstrap}",
+            broker_credentials=faust_credentials(settings, "worker"),
             store="memory://",
             datadir=str(datadir),
             topic_partitions=topics.TELEMETRY_PARTITIONS,
@@ -399,6 +401,7 @@ async def _start_producer(settings: Settings, name: str) -> AIOKafkaProducer:
         enable_idempotence=True,
         compression_type="lz4",
         linger_ms=5,
+        **client_security(settings, "worker"),
     )
     await producer.start()
     return producer

@@ -44,11 +44,31 @@ def test_mosquitto_conf(tmp_path: Path) -> None:
 
 
 def test_kafka_properties(tmp_path: Path) -> None:
-    settings = Settings(stack_dir=tmp_path, kafka_bootstrap="127.0.0.1:29092", kafka_controller_port=29093)
-    text = _kafka.render_properties(settings, tmp_path / "data")
+    settings = Settings(stack_dir=tmp_path, kafka_bootstrap="127.0.0.1:29092", kafka_controller_port=29093,
+                        kafka_tools_port=None)
+    passwords = {"broker": "b-secret", "admin": "a-secret", "bridge": "c-secret"}
+    text = _kafka.render_properties(settings, tmp_path / "data", passwords)
     props = dict(line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
     assert props["process.roles"] == "broker,controller"
-    assert props["listeners"] == "PLAINTEXT://127.0.0.1:29092,CONTROLLER://127.0.0.1:29093"
+    # No unauthenticated listener: clients SCRAM, KRaft's own traffic PLAIN with static accounts.
+    assert props["listeners"].startswith("CLIENT://127.0.0.1:29092,CONTROLLER://127.0.0.1:29093,")
+    assert set(props["listener.security.protocol.map"].split(",")) == {
+        "CLIENT:SASL_PLAINTEXT", "CONTROLLER:SASL_PLAINTEXT", "TOOLS:SASL_PLAINTEXT"}
+    assert "PLAINTEXT://" not in props["listeners"]
+    assert props["listener.name.client.sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert props["authorizer.class.name"].endswith("StandardAuthorizer")
+    assert props["allow.everyone.if.no.acl.found"] == "false"
+    assert props["super.users"] == "User:svc-broker;User:svc-admin"
+    # The controller listener knows only the node itself; the admin's password is not in the file.
+    assert 'user_svc-broker="b-secret"' in props["listener.name.controller.plain.sasl.jaas.config"]
+    assert "a-secret" not in props["listener.name.controller.plain.sasl.jaas.config"]
+    # kcat's listener: the same principals over PLAIN, on the bootstrap port + 2 by default.
+    assert props["listeners"].endswith(",TOOLS://127.0.0.1:29094")
+    tools = props["listener.name.tools.plain.sasl.jaas.config"]
+    assert 'user_svc-admin="a-secret"' in tools and 'user_svc-bridge="c-secret"' in tools
+    assert "svc-broker" not in tools
+    with pytest.raises(_kafka.StackError, match="kafka_admin_password"):
+        _kafka.render_properties(settings, tmp_path / "data", {"broker": "b", "admin": 'x";', "bridge": "c"})
     assert props["controller.quorum.voters"] == "1@127.0.0.1:29093"
     assert props["log.dirs"] == str(tmp_path / "data")
     assert props["offsets.topic.replication.factor"] == "1"

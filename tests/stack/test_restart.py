@@ -17,11 +17,11 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import TopicPartition
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from fleetwatch.kafka_io import create_topic
+from fleetwatch.kafka_io import create_topic, make_consumer, make_producer
 from fleetwatch.settings import Settings
 from fleetwatch.stack import down, ensure_up, status
 from tests.ports import free_ports
@@ -35,12 +35,14 @@ def private_stack(stack: Settings) -> Iterator[Settings]:
     # Outside pytest's 0700 tmp dirs: the postgres and mosquitto OS users must reach it.
     directory = Path(tempfile.mkdtemp(prefix="fw-stack-test-", dir="/tmp"))
     os.chmod(directory, 0o755)
-    mqtt_port, kafka_port, controller_port, pg_port = free_ports(4)
+    mqtt_port, mqtt_tls_port, kafka_port, controller_port, tools_port, pg_port = free_ports(6)
     settings = Settings(
         stack_dir=directory,
         mqtt_port=mqtt_port,
+        mqtt_tls_port=mqtt_tls_port,
         kafka_bootstrap=f"127.0.0.1:{kafka_port}",
         kafka_controller_port=controller_port,
+        kafka_tools_port=tools_port,
         pg_port=pg_port,
         kafka_heap_mb=384,
     )
@@ -90,7 +92,7 @@ def test_down_then_up_keeps_kafka_postgres_and_queued_mqtt(private_stack: Settin
 
     # Kafka and PostgreSQL.
     create_topic(settings, "restart.test")  # topics are created on purpose: auto-create is off
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True)
+    producer = make_producer(settings, client_id="fw-test-restart")
     meta = producer.send("restart.test", value=b"before-restart").get(timeout=30)
     producer.close()
     pg_password = settings.secret("pg_password")
@@ -104,7 +106,7 @@ def test_down_then_up_keeps_kafka_postgres_and_queued_mqtt(private_stack: Settin
     ensure_up(settings)
     assert [s.state for s in status(settings)] == ["running", "running", "running"]
 
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, consumer_timeout_ms=15000)
+    consumer = make_consumer(settings, group_id=None, consumer_timeout_ms=15000)
     tp = TopicPartition("restart.test", meta.partition)
     consumer.assign([tp])
     consumer.seek(tp, meta.offset)

@@ -11,9 +11,10 @@ from datetime import UTC, datetime
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import TopicPartition
 
-from fleetwatch.kafka_io import create_topic
+from fleetwatch.kafka_auth import client_security
+from fleetwatch.kafka_io import create_topic, make_admin, make_consumer, make_producer
 from fleetwatch.records import Fix, parse_fix
 from fleetwatch.settings import Settings
 from registry import remove
@@ -179,12 +180,10 @@ def test_bridge_shared_subscription_receives_and_cannot_publish(stack: Settings,
 @pytest.fixture
 def scratch_topic(stack: Settings, unique: str) -> Iterator[str]:
     """A per-test topic (created on purpose: the broker does not auto-create), deleted afterwards."""
-    from kafka import KafkaAdminClient
-
     name = f"test.stack.{unique}"
     create_topic(stack, name)
     yield name
-    admin = KafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap)
+    admin = make_admin(stack)
     try:
         if name in admin.list_topics():
             admin.delete_topics([name])
@@ -195,7 +194,7 @@ def scratch_topic(stack: Settings, unique: str) -> Iterator[str]:
 def test_kafka_python_idempotent_producer_round_trip(stack: Settings, unique: str,
                                                     scratch_topic: str) -> None:
     topic = scratch_topic
-    producer = KafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all", enable_idempotence=True)
+    producer = make_producer(stack, client_id="fw-test-kp")
     values = [f"kp-{unique}-{i}".encode() for i in range(5)]
     try:
         metas = [producer.send(topic, key="苏A12345".encode(), value=v).get(timeout=30)
@@ -203,8 +202,7 @@ def test_kafka_python_idempotent_producer_round_trip(stack: Settings, unique: st
     finally:
         producer.close()
     assert len({m.partition for m in metas}) == 1  # same key -> same partition
-    consumer = KafkaConsumer(bootstrap_servers=stack.kafka_bootstrap, enable_auto_commit=False,
-                             consumer_timeout_ms=15000)
+    consumer = make_consumer(stack, group_id=None, consumer_timeout_ms=15000)
     try:
         tp = TopicPartition(topic, metas[0].partition)
         consumer.assign([tp])
@@ -227,7 +225,7 @@ def test_aiokafka_round_trip(stack: Settings, unique: str, scratch_topic: str) -
 
     async def round_trip() -> bytes:
         producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all",
-                                    enable_idempotence=True)
+                                    enable_idempotence=True, **client_security(stack, "admin"))
         await producer.start()
         try:
             await producer.send_and_wait(topic, value, key=b"k")
@@ -235,7 +233,7 @@ def test_aiokafka_round_trip(stack: Settings, unique: str, scratch_topic: str) -
             await producer.stop()
         consumer = AIOKafkaConsumer(topic, bootstrap_servers=stack.kafka_bootstrap,
                                     group_id=f"test-aio-{unique}", auto_offset_reset="earliest",
-                                    enable_auto_commit=False)
+                                    enable_auto_commit=False, **client_security(stack, "admin"))
         await consumer.start()
         try:
             record = await asyncio.wait_for(consumer.getone(), timeout=30)
@@ -250,7 +248,7 @@ def test_aiokafka_round_trip(stack: Settings, unique: str, scratch_topic: str) -
 def test_project_topics_exist_with_partitions(stack: Settings) -> None:
     from fleetwatch.topics import TELEMETRY, TOPICS
 
-    consumer = KafkaConsumer(bootstrap_servers=stack.kafka_bootstrap)
+    consumer = make_consumer(stack, group_id=None)
     try:
         for spec in TOPICS:
             assert consumer.partitions_for_topic(spec.name) == set(range(spec.partitions)), spec.name
@@ -297,13 +295,13 @@ def test_kafka_does_not_auto_create_a_mistyped_topic(stack: Settings, unique: st
     from kafka.errors import KafkaTimeoutError
 
     name = f"test.stack.typo.{unique}"
-    producer = KafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all", max_block_ms=3000)
+    producer = make_producer(stack, client_id="fw-test-typo", max_block_ms=3000)
     try:
         with pytest.raises(KafkaTimeoutError):
             producer.send(name, b"lost?").get(timeout=10)
     finally:
         producer.close(timeout=5)
-    consumer = KafkaConsumer(bootstrap_servers=stack.kafka_bootstrap)
+    consumer = make_consumer(stack, group_id=None)
     try:
         assert name not in consumer.topics()
     finally:
@@ -312,7 +310,6 @@ def test_kafka_does_not_auto_create_a_mistyped_topic(stack: Settings, unique: st
 
 def test_ensure_topics_repairs_a_topic_made_with_other_settings(stack: Settings, unique: str) -> None:
     """Someone created a project topic by hand with broker defaults: `stack up` brings it in line."""
-    from kafka import KafkaAdminClient
     from kafka.admin import ConfigResource, ConfigResourceType
 
     from fleetwatch.stack._kafka import ensure_topics
@@ -324,7 +321,7 @@ def test_ensure_topics_repairs_a_topic_made_with_other_settings(stack: Settings,
     changes = ensure_topics(stack, (spec,))
     assert any("partitions 1 -> 4" in c for c in changes)
     assert ensure_topics(stack, (spec,)) == []
-    admin = KafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap)
+    admin = make_admin(stack)
     try:
         assert len(admin.describe_topics([name])[0]["partitions"]) == 4
         configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)])["topic"][name]

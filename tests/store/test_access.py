@@ -144,3 +144,22 @@ def test_every_table_a_scoped_role_can_read_has_row_level_security(database: Set
         ).fetchall()
     assert {name for name, _, _ in rows} >= {*DATA_TABLES, "orgs", "vehicles", "devices"}
     assert [name for name, rls, policy in rows if not (rls and policy)] == []
+
+
+def test_outside_psql_as_a_city_account_gets_nothing_of_another_city(
+    database: Settings, province: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The figures the README quotes: rows of each city seen by city a's login, through psql."""
+    p = province["p"]
+    counts = {}
+    for city in ("a", "b"):
+        sql = f"SELECT count(*) FROM positions WHERE org LIKE '{p}.{city}.%'"
+        counts[city] = int(psql(database, province["city"], "city-pw", sql).stdout)
+    with connect(database) as conn:
+        stored = conn.execute("SELECT count(*) FROM positions WHERE org LIKE %s", (f"{p}.b.%",)).fetchone()
+    assert counts == {"a": 5, "b": 0} and stored == (5,)
+    write = psql(database, province["city"], "city-pw", "DELETE FROM positions")
+    assert write.returncode != 0
+    with capsys.disabled():
+        print(f"\n  psql as {province['city']}: positions of city a {counts['a']}, of city b {counts['b']} "
+              f"(stored: {stored[0]}); DELETE: {write.stderr.strip()}", end="")
