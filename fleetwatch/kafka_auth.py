@@ -123,7 +123,8 @@ def grants(settings: Settings) -> dict[KafkaRole, list[Grant]]:
     WRITE and READ each imply DESCRIBE (metadata, offsets). An idempotent producer needs only
     WRITE on a topic since Kafka 3.0 (KIP-679), not the cluster's IDEMPOTENT_WRITE.
     """
-    ingest = _topics("WRITE", topics.TELEMETRY, topics.TELEMETRY_DLQ)
+    # Gateways follow the device registry (assigned partitions, no group) and write fixes.
+    ingest = [*_topics("READ", topics.REGISTRY), *_topics("WRITE", topics.TELEMETRY, topics.TELEMETRY_DLQ)]
     worker_app = settings.worker_app_id
     return {
         "bridge": ingest,

@@ -129,7 +129,7 @@ class Bridge:
     ):
         self.settings = settings
         self.config = config or BridgeConfig()
-        self.registry = registry if registry is not None else RegistryCache(settings)
+        self.registry = registry if registry is not None else RegistryCache(settings, "bridge")
         self.metrics = Metrics(self.config.instance)
         self.window = InFlightWindow()
         # paho's thread appends, the worker takes everything there is in one go: one wake-up per

@@ -17,7 +17,7 @@ from kafka import KafkaConsumer, TopicPartition
 from fleetwatch import topics
 from fleetwatch.kafka_io import make_consumer
 from fleetwatch.records import ContractError, DeviceRegistration, parse_device_registration
-from fleetwatch.settings import Settings
+from fleetwatch.settings import KafkaRole, Settings
 
 log = logging.getLogger("fleetwatch.ingest.registry")
 
@@ -75,10 +75,11 @@ class RegistryCache(RegistryTable):
     ``recheck_unknown_s``, so a flood from an unregistered terminal costs one catch-up a second.
     """
 
-    def __init__(self, settings: Settings, topic: str = topics.REGISTRY, *, recheck_unknown_s: float = 1.0,
-                 catch_up_timeout_s: float = 5.0) -> None:  # fmt: skip
+    def __init__(self, settings: Settings, role: KafkaRole, topic: str = topics.REGISTRY, *,
+                 recheck_unknown_s: float = 1.0, catch_up_timeout_s: float = 5.0) -> None:  # fmt: skip
         super().__init__(f"registry topic {topic}")
         self.settings = settings
+        self.role = role
         self.topic = topic
         self._recheck_unknown_s = recheck_unknown_s
         self._catch_up_timeout_s = catch_up_timeout_s
@@ -94,7 +95,8 @@ class RegistryCache(RegistryTable):
 
     def start(self, timeout_s: float = 30.0) -> None:
         """Read the topic up to its current end, then follow it; raises if it does not exist."""
-        consumer = make_consumer(self.settings, group_id=None, client_id="fleetwatch-registry-cache")
+        consumer = make_consumer(self.settings, group_id=None, role=self.role,
+                                 client_id="fleetwatch-registry-cache")
         deadline = time.monotonic() + timeout_s
         while not (parts := consumer.partitions_for_topic(self.topic)):
             if time.monotonic() > deadline:

@@ -126,7 +126,7 @@ class Gateway:
     ) -> None:
         self.settings = settings
         self.config = config or GatewayConfig()
-        self.registry = registry if registry is not None else RegistryCache(settings)
+        self.registry = registry if registry is not None else RegistryCache(settings, "jt808")
         self.stats: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
         self._secret = settings.secret("jt808_auth_secret")

@@ -29,7 +29,7 @@ def new_phone() -> str:
 def register_terminals(settings: Settings, rows: dict[str, str]) -> RegistryCache:
     """Register terminal number -> plate through the product path; the cache the gateway will read."""
     register_test_devices(settings, [(phone, plate, None) for phone, plate in rows.items()])
-    return RegistryCache(settings)
+    return RegistryCache(settings, "jt808")
 
 
 def gateway_settings(stack: Settings, **overrides: Any) -> Settings:
