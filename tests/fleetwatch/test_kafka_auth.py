@@ -43,9 +43,10 @@ def test_kcat_config_is_private_and_uses_the_tools_listener(tmp_path: Path) -> N
 def test_grants_follow_least_privilege(tmp_path: Path) -> None:
     rules = grants(_settings(tmp_path))
     ops = {role: {(g.resource, g.name, g.operation) for g in rules[role]} for role in rules}
-    # The bridge and the gateway only write telemetry and its dead letters: read nothing.
+    # The bridge and the gateway write telemetry and its dead letters; they read only the registry.
     for ingest in ("bridge", "jt808"):
-        assert ops[ingest] == {("topic", topics.TELEMETRY, "WRITE"), ("topic", topics.TELEMETRY_DLQ, "WRITE")}
+        assert ops[ingest] == {("topic", topics.TELEMETRY, "WRITE"), ("topic", topics.TELEMETRY_DLQ, "WRITE"),
+                               ("topic", topics.REGISTRY, "READ")}
     # Nobody but the ingest roles (and the admin) may write telemetry: fixes cannot be forged.
     writers = {role for role, granted in ops.items() if ("topic", topics.TELEMETRY, "WRITE") in granted}
     assert writers == {"bridge", "jt808"}
