@@ -35,7 +35,7 @@ from store.db import connect
 from streams.core.scoring import parse_truth, score
 
 console = Console(width=None if sys.stdout.isatty() else 150)
-SCENARIO_NAMESPACE = "demo-"  # scenario vehicles apart from the fleet's (device ids and plates)
+SCENARIO_NAMESPACE = "demo-"  # after --namespace: the scenario vehicles apart from the fleet's
 #: Mild transport faults on the scenario set: duplicates, reordering, malformed extras (DLQ).
 SCENARIO_FAULTS = ("--duplicates", "0.02", "--reorder", "0.01", "--malformed", "0.005")
 TABLES = ("positions", "trips", "alerts", "alert_events", "orders", "vehicle_state", "notify_deliveries")
@@ -65,6 +65,7 @@ class Options:
     settle_s: float = 40.0
     timeout_s: float = 1800.0
     idle_close_s: float = 20.0
+    namespace: str = ""
 
 
 @dataclass
@@ -108,13 +109,13 @@ def run_fw(log: Path, *args: str, timeout: float = 600) -> None:
 # --- the world ----------------------------------------------------------------------------------
 def scenario_args(opts: Options) -> list[str]:
     return ["simulate", "scenario", opts.scenarios, "--seed", str(opts.seed),
-            "--namespace", SCENARIO_NAMESPACE,
+            "--namespace", opts.namespace + SCENARIO_NAMESPACE,
             *SCENARIO_FAULTS]  # fmt: skip
 
 
 def fleet_args(opts: Options) -> list[str]:
     return ["simulate", "fleet", "--vehicles", str(opts.vehicles), "--duration", opts.duration,
-            "--seed", str(opts.seed)]  # fmt: skip
+            "--seed", str(opts.seed), "--namespace", opts.namespace]  # fmt: skip
 
 
 def build_world(opts: Options, world: Path, log: Path) -> None:
@@ -130,7 +131,9 @@ def build_world(opts: Options, world: Path, log: Path) -> None:
     ]
     ids = [v["vehicle_id"] for v in rules["vehicles"]]
     if len(set(ids)) != len(ids):
-        raise DemoError("the scenario set and the fleet share vehicle ids: use another namespace")
+        raise DemoError(
+            f"the scenario set and the fleet share plates with --namespace {opts.namespace!r}: try another"
+        )
     for zone_file in (world / "fleet" / "zones").iterdir():  # same seed: the same geography
         if zone_file.read_bytes() != (world / "scenarios" / "zones" / zone_file.name).read_bytes():
             raise DemoError(f"zones differ between the scenario set and the fleet: {zone_file.name}")
@@ -428,6 +431,7 @@ def demo_cmd(
         bool, typer.Option("--keep-running", help="Stay live after the summary.")
     ] = False,
     settle: Annotated[float, typer.Option(help="Seconds without change that count as done.")] = 40.0,
+    namespace: Annotated[str, typer.Option(help="Device id prefix of every simulated vehicle.")] = "",
 ) -> None:
     """The whole pipeline fed by the simulator, live, then scored against its ground truth."""
     stop = threading.Event()
@@ -437,7 +441,9 @@ def demo_cmd(
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, on_signal)
-    opts = Options(vehicles, duration, seed, scenarios, rate, workers, out, keep_running, settle)
+    opts = Options(
+        vehicles, duration, seed, scenarios, rate, workers, out, keep_running, settle, namespace=namespace
+    )
     try:
         summary = run_demo(opts, stop)
     except DemoError as exc:
