@@ -24,12 +24,12 @@ from rich.table import Table
 from evidence.report import MapZone
 from evidence.snapshot import write_snapshot
 from fleetwatch import topics
-from fleetwatch.kafka_io import end_offsets, read_topic
-from fleetwatch.records import Alert, AlertType, ContractError, Severity, parse_fix, parse_ops_event
+from fleetwatch.kafka_io import end_offsets
+from fleetwatch.records import Alert, AlertType, ContractError, Severity, parse_fix
 from fleetwatch.settings import Settings
 from geofence import load_rules
 from pipeline.observe import Observer, Sample, health_table, live_view
-from pipeline.services import Layout, pipeline_specs
+from pipeline.services import Layout, pipeline_specs, wait_workers_started
 from pipeline.supervisor import Supervisor
 from store.db import connect
 from streams.core.scoring import parse_truth, score
@@ -162,23 +162,7 @@ def valid_fixes(world: Path) -> tuple[int, int]:
     return messages, len(keys)
 
 
-# --- waiting --------------------------------------------------------------------------------------
-def wait_workers_started(settings: Settings, names: list[str], since: dict[int, int], stop: threading.Event,
-                         timeout_s: float = 180) -> None:  # fmt: skip
-    deadline = time.monotonic() + timeout_s
-    while not stop.is_set():
-        started = {
-            e.worker
-            for e in (parse_ops_event(r.value) for r in read_topic(settings, topics.OPS, since=since))
-            if e.kind == "worker_started"
-        }  # fmt: skip
-        if set(names) <= started:
-            return
-        if time.monotonic() > deadline:
-            raise DemoError(f"workers {sorted(set(names) - started)} did not start within {timeout_s:g} s")
-        stop.wait(1.0)
-
-
+# --- settling --------------------------------------------------------------------------------------
 def settled(samples: list[Sample], observer: Observer, settle_s: float) -> bool:
     """Every group caught up, and nothing changed in the database for ``settle_s``."""
     last = samples[-1]
@@ -446,7 +430,7 @@ def demo_cmd(
     )
     try:
         summary = run_demo(opts, stop)
-    except DemoError as exc:
+    except (DemoError, TimeoutError) as exc:
         console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(1) from None
     if summary is None:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from fleetwatch import topics
+from fleetwatch.kafka_io import read_topic
+from fleetwatch.records import parse_ops_event
+from fleetwatch.settings import Settings
 from pipeline.supervisor import ServiceSpec
 
 
@@ -40,3 +46,21 @@ def pipeline_specs(layout: Layout, env: Mapping[str, str] | None = None) -> list
             ServiceSpec.fleetwatch("notify", "notify", "run", "--routes", str(layout.routes), env=extra)
         )
     return specs
+
+
+def wait_workers_started(
+    settings: Settings, names: list[str], since: dict[int, int], stop: threading.Event, timeout_s: float = 180
+) -> None:
+    """Until each named worker has said `worker_started` on the ops topic (after ``since``)."""
+    deadline = time.monotonic() + timeout_s
+    while not stop.is_set():
+        started = {
+            e.worker
+            for e in (parse_ops_event(r.value) for r in read_topic(settings, topics.OPS, since=since))
+            if e.kind == "worker_started"
+        }  # fmt: skip
+        if set(names) <= started:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"workers {sorted(set(names) - started)} did not start within {timeout_s:g} s")
+        stop.wait(1.0)
