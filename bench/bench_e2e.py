@@ -32,8 +32,8 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -49,11 +49,11 @@ from pipeline.supervisor import Supervisor
 from simulator import _mqtt
 from store.db import connect
 
-console = Console()
+console = Console(width=160)
 ROOT = Path(__file__).resolve().parents[1]
 CENTRE = (32.04, 118.78)  # Nanjing: every bench vehicle drives inside the permitted region
 NAMESPACE = "e2e-"
-PROBES = 20  # vehicles whose every fix is looked for in positions
+PROBES = 10  # devices whose every fix is looked for in positions
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -186,44 +186,49 @@ def stack_roots(stack_dir: Path) -> dict[str, set[int]]:
 
 @dataclass
 class CpuMeter:
+    """CPU seconds so far per group of processes (each group: its roots and their descendants),
+    plus the publisher processes (this script's other children) and this script itself."""
+
     groups: dict[str, set[int]]
-    start: dict[str, float] = field(default_factory=dict)
 
     def read(self) -> dict[str, float]:
-        totals = {}
+        totals, counted = {}, set()
         for name, roots in self.groups.items():
-            totals[name] = sum(st[1] for pid in _tree(roots) if (st := _stat(pid)))
+            tree = _tree(roots)
+            counted |= tree
+            totals[name] = sum(st[1] for pid in tree if (st := _stat(pid)))
+        me = os.getpid()
+        publishers = _tree({me}) - counted - {me}
+        totals["publisher processes"] = sum(st[1] for pid in publishers if (st := _stat(pid)))
+        fields = Path(f"/proc/{me}/stat").read_text().rsplit(") ", 1)[1].split()
+        totals["bench itself (observer, probes)"] = (int(fields[11]) + int(fields[12])) / TICK
         return totals
 
 
 # --- latency probes ------------------------------------------------------------------------------------
 class PositionProbe(threading.Thread):
-    """Polls positions for the probe vehicles' new rows; latency = when first seen - fix time."""
+    """Polls positions for the probe devices' new rows (seq above the last seen: one device's rows
+    land in seq order, they share a partition); latency = when first seen - fix time."""
 
-    def __init__(self, settings: Settings, vehicles: list[str], since: datetime) -> None:
+    def __init__(self, settings: Settings, devices: list[str], seq0: int) -> None:
         super().__init__(daemon=True)
-        self.settings, self.vehicles, self.since = settings, vehicles, since
+        self.settings, self.devices = settings, devices
+        self.last = dict.fromkeys(devices, seq0)
         self.latencies: list[float] = []
-        self.seen: set[tuple[str, int]] = set()
         self.stop = threading.Event()
 
     def run(self) -> None:
-        newest: dict[str, datetime] = {}
         with connect(self.settings, autocommit=True) as conn:
             while not self.stop.wait(0.2):
-                # Per vehicle, rows land in fix order (one partition, in order): look back a little
-                # from the newest row already seen of the vehicle that is furthest behind.
-                behind = min((newest.get(v, self.since) for v in self.vehicles), default=self.since)
                 rows = conn.execute(
-                    "SELECT vehicle_id, seq, ts, clock_timestamp() FROM positions "
-                    "WHERE vehicle_id = ANY(%s) AND ts >= %s",
-                    (self.vehicles, max(self.since, behind - timedelta(seconds=10))),
+                    "SELECT p.device_id, p.seq, p.ts, clock_timestamp() "
+                    "FROM unnest(%s::text[], %s::bigint[]) AS q(device_id, seq) "
+                    "JOIN positions p ON p.device_id = q.device_id AND p.seq > q.seq",
+                    (self.devices, [self.last[d] for d in self.devices]),
                 ).fetchall()
-                for vehicle, seq, ts, now in rows:
-                    if (vehicle, seq) not in self.seen:
-                        self.seen.add((vehicle, seq))
-                        self.latencies.append((now - ts).total_seconds())
-                        newest[vehicle] = max(ts, newest.get(vehicle, ts))
+                for device, seq, ts, now in rows:
+                    self.latencies.append((now - ts).total_seconds())
+                    self.last[device] = max(self.last[device], seq)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -283,7 +288,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--bridges", type=int, default=1)
     parser.add_argument("--sinks", type=int, default=1)
-    parser.add_argument("--drain-timeout", type=float, default=600.0)
+    parser.add_argument(
+        "--drain-timeout", type=float, default=300.0, help="seconds to wait for the lags after"
+    )
     parser.add_argument(
         "--profile", default="auto", help="auto (the stage that fell behind), a service name, or none"
     )
@@ -302,6 +309,7 @@ def main() -> None:
     if args.profile != "none" and not spy_bin.exists():
         sys.exit("--profile needs py-spy in the venv: .venv/bin/pip install py-spy (or --profile none)")
 
+    load_before = os.getloadavg()[0]
     rules, pairs = prepare_world(args.devices, args.lateness, work, log)
     vehicles = [v for _, v in pairs]
     layout = Layout(rules, None, args.bridges, args.workers, args.sinks)
@@ -326,17 +334,19 @@ def main() -> None:
         roots = stack_roots(settings.stack_dir)
         service_pids = {name: {pid} for name, pid in supervisor.pids().items() if pid}
         started_at = datetime.now(UTC)
-        probe = PositionProbe(settings, vehicles[:PROBES], started_at)
+        seq0 = int(time.time() * 1000)  # seqs never repeat across runs of the same devices
+        probe = PositionProbe(settings, [d for d, _ in pairs[:PROBES]], seq0)
         probe.start()
-        publisher_root = {os.getpid()}
-        meter = CpuMeter({**service_pids, **roots, "publisher (bench)": publisher_root})
-        cpu0 = meter.read()
+        meter = CpuMeter({**service_pids, **roots})
+        cpu0, cpu_last, cpu_span = meter.read(), {}, 0.0
+        s0 = observer.sample(with_db=False)
+        start_offsets = (s0.ends[topics.TELEMETRY], s0.committed[(settings.worker_app_id, topics.TELEMETRY)],
+                         s0.committed[(settings.sink_group, topics.TELEMETRY)])  # fmt: skip
         counters = {"acked": 0}
 
         def progress(_sent: int, acked: int, _failed: int) -> None:
             counters["acked"] = acked
 
-        seq0 = int(time.time() * 1000)  # seqs never repeat across runs of the same devices
         stop_at = time.monotonic() + args.duration
         result: dict[str, _mqtt.PublishStats] = {}
 
@@ -369,6 +379,8 @@ def main() -> None:
                    s.committed[(settings.worker_app_id, topics.TELEMETRY)],
                    s.committed[(settings.sink_group, topics.TELEMETRY)], w_lag, s_lag)  # fmt: skip
             timeline.append(row)
+            if publisher.is_alive():  # the publisher processes' CPU is readable only while they run
+                cpu_last, cpu_span = meter.read(), row[0]
             console.print(f"{row[0]:6.0f} s  acked {row[1]:>10,}  kafka {row[2]:>10,}  "
                           f"worker lag {w_lag:>9,}  "
                           f"sink lag {s_lag:>9,}")  # fmt: skip
@@ -382,17 +394,15 @@ def main() -> None:
                         stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
                     )  # fmt: skip
         published_s = time.monotonic() - t0
-        cpu1 = meter.read()
         drain_began = time.monotonic()
-        while True:
+        drained: dict[str, float | None] = {settings.sink_group: None, settings.worker_app_id: None}
+        while None in drained.values() and time.monotonic() - drain_began < args.drain_timeout:
             s = observer.sample(with_db=False)
-            lag = s.lag(settings.worker_app_id, topics.TELEMETRY) + s.lag(
-                settings.sink_group, topics.TELEMETRY
-            )
-            if lag == 0 or time.monotonic() - drain_began > args.drain_timeout:
-                break
+            for group in drained:
+                if drained[group] is None and s.lag(group, topics.TELEMETRY) == 0:
+                    drained[group] = time.monotonic() - drain_began
             time.sleep(1)
-        drain_s = time.monotonic() - drain_began
+        final = observer.sample(with_db=False)
         time.sleep(3)  # the last alert batches
         probe.stop.set()
         probe.join(10)
@@ -422,7 +432,12 @@ def main() -> None:
     rates = {"publisher → Mosquitto (acked, baseline)": rate_of(1), "bridge → Kafka": rate_of(2),
              "worker (committed)": rate_of(3), "sink → positions (committed)": rate_of(4)}  # fmt: skip
     baseline = rates["publisher → Mosquitto (acked, baseline)"]
-    cpu = {k: cpu1[k] - cpu0.get(k, 0.0) for k in cpu1}
+    acked_at_span = next((r[1] for r in timeline if r[0] >= cpu_span), stats.acked)
+    cpu = {k: cpu_last[k] - cpu0.get(k, 0.0) for k in cpu_last}
+    at_span = next((r for r in timeline if r[0] >= cpu_span), timeline[-1])
+    # What each stage handled in that window (the others: the fixes acknowledged to the publisher).
+    handled = {"bridge-1": at_span[2] - start_offsets[0], "worker-1": at_span[3] - start_offsets[1],
+               "sink-1": at_span[4] - start_offsets[2]}  # fmt: skip
     pos = probe.latencies
     lines = [
         f"# End-to-end benchmark ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)",
@@ -430,16 +445,23 @@ def main() -> None:
         f"`bench/bench_e2e.py --rate {args.rate:g} --duration {args.duration:g} --devices {args.devices} "
         f"--publishers {args.publishers} --workers {args.workers} --bridges {args.bridges} "
         f"--sinks {args.sinks} "
-        f"--lateness {args.lateness:g}`; {os.cpu_count()} cores, load average before "
-        f"{os.getloadavg()[0]:.1f} (now).",
+        f"--lateness {args.lateness:g}`; {os.cpu_count()} cores; 1-min load average {load_before:.1f} before "
+        f"the run, {os.getloadavg()[0]:.1f} after it (the machine is shared).",
         "",
         "| stage | fixes/s (steady, after warm-up) | ratio to the publisher |",
         "|---|---|---|",
         *(f"| {k} | {v:,.0f} | {v / baseline:.2f} |" for k, v in rates.items()),
         "",
         f"Published {stats.acked:,} acknowledged fixes in {published_s:.0f} s ({stats.failed} failed); "
-        f"offered rate {args.rate:,.0f}/s. After publishing stopped the pipeline drained its lag in "
-        f"{drain_s:.0f} s.",
+        f"offered rate {args.rate:,.0f}/s. After publishing stopped: "
+        + "; ".join(
+            f"{group} caught up in {t:.0f} s"
+            if t is not None
+            else f"{group} still {final.lag(group, topics.TELEMETRY):,} records behind after "
+            f"{args.drain_timeout:g} s"
+            for group, t in drained.items()
+        )
+        + ".",
         "",
         f"**Sent vs stored**: {stats.acked:,} acknowledged by Mosquitto → {distinct:,} distinct "
         "positions rows "
@@ -453,10 +475,12 @@ def main() -> None:
         f"{percentile(alert_lat, 0.5):.2f} s | {percentile(alert_lat, 0.99):.2f} s | "
         f"{max(alert_lat, default=float('nan')):.2f} s |",
         "",
-        f"| CPU during the {published_s:.0f} s of publishing | CPU-s | cores | µs per fix |",
-        "|---|---|---|---|",
+        f"| CPU over the first {cpu_span:.0f} s of publishing | CPU-s | cores | fixes it handled "
+        "| µs per fix |",
+        "|---|---|---|---|---|",
         *(
-            f"| {k} | {v:,.1f} | {v / published_s:.2f} | {1e6 * v / max(stats.acked, 1):,.0f} |"
+            f"| {k} | {v:,.1f} | {v / cpu_span:.2f} | {handled.get(k, acked_at_span):,} | "
+            f"{1e6 * v / max(handled.get(k, acked_at_span), 1):,.0f} |"
             for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])
         ),
         "",

@@ -375,6 +375,7 @@ def run_demo(opts: Options, stop: threading.Event) -> Summary | None:
                     raise DemoError(
                         f"the pipeline did not settle within {opts.timeout_s:g} s; logs in {logs}"
                     )
+        console.print()
         if stop.is_set():
             return None
         summary = summarize(settings, opts, world, began, supervisor, messages, valid, log)
