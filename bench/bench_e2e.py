@@ -361,6 +361,9 @@ def main() -> None:
                 on_progress=progress,
             )
 
+        def stats_acked() -> int:
+            return result["stats"].acked if "stats" in result else counters["acked"]
+
         publisher = threading.Thread(target=publish, daemon=True)
         t0 = time.monotonic()
         publisher.start()
@@ -394,6 +397,7 @@ def main() -> None:
                         stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
                     )  # fmt: skip
         published_s = time.monotonic() - t0
+        finished_at = datetime.now(UTC)
         drain_began = time.monotonic()
         drained: dict[str, float | None] = {settings.sink_group: None, settings.worker_app_id: None}
         while None in drained.values() and time.monotonic() - drain_began < args.drain_timeout:
@@ -403,6 +407,7 @@ def main() -> None:
                     drained[group] = time.monotonic() - drain_began
             time.sleep(1)
         final = observer.sample(with_db=False)
+        unproduced = max(0, stats_acked() - (final.ends[topics.TELEMETRY] - start_offsets[0]))
         time.sleep(3)  # the last alert batches
         probe.stop.set()
         probe.join(10)
@@ -464,8 +469,17 @@ def main() -> None:
         + ".",
         "",
         f"**Sent vs stored**: {stats.acked:,} acknowledged by Mosquitto → {distinct:,} distinct "
-        "positions rows "
-        f"({stored:,} rows; lost: {stats.acked - distinct:,}).",
+        f"positions rows ({stored:,} rows); "
+        + (
+            f"lost: {stats.acked - distinct:,}."
+            if not unproduced and not final.lag(settings.sink_group, topics.TELEMETRY)
+            else f"not stored yet: {unproduced:,} still in the bridge's MQTT queue and "
+            f"{final.lag(settings.sink_group, topics.TELEMETRY):,} on Kafka ahead of the sink (both durable: "
+            "a later run drains them; count again with the query below)."
+        ),
+        "",
+        f"Count: `SELECT count(DISTINCT (device_id, seq)) FROM positions WHERE device_id LIKE '{NAMESPACE}%' "
+        f"AND ts >= '{started_at.isoformat()}' AND ts < '{finished_at.isoformat()}'`.",
         "",
         "| latency | n | p50 | p99 | max |",
         "|---|---|---|---|---|",
