@@ -370,7 +370,7 @@ def main() -> None:
         timeline: list[tuple[float, int, int, int, int, int, int]] = []  # t, acked, kafka, worker, sink, lags
         spy: subprocess.Popen[bytes] | None = None
         profiled = ""
-        profile_file = work / "profile.collapsed"
+        profile_file = work / f"profile-{report_path.stem}.collapsed"
         while publisher.is_alive():
             time.sleep(2)
             s = observer.sample(with_db=False)
