@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -147,10 +147,19 @@ def build_world(opts: Options, world: Path, log: Path) -> None:
     (world / "notify.yaml").write_text(yaml.safe_dump(NOTIFY_ROUTES, allow_unicode=True), encoding="utf-8")
 
 
-def valid_fixes(world: Path) -> tuple[int, int]:
-    """(messages, distinct fixes that pass the contract) in the world's fixes.jsonl."""
+@dataclass(frozen=True)
+class Sent:
+    messages: int
+    valid: int  # distinct fixes that pass the contract
+    first: datetime
+    last: datetime
+
+
+def sent_fixes(world: Path) -> Sent:
+    """What the world's fixes.jsonl holds: messages, valid distinct fixes, their time span."""
     keys: set[tuple[str, int]] = set()
     messages = 0
+    first = last = None
     with (world / "fixes.jsonl").open("rb") as fh:
         for line in fh:
             messages += 1
@@ -159,7 +168,11 @@ def valid_fixes(world: Path) -> tuple[int, int]:
             except ContractError:
                 continue
             keys.add((fix.device_id, fix.seq))
-    return messages, len(keys)
+            first = fix.ts if first is None else min(first, fix.ts)
+            last = fix.ts if last is None else max(last, fix.ts)
+    if first is None or last is None:
+        raise DemoError(f"{world / 'fixes.jsonl'} holds no valid fix")
+    return Sent(messages, len(keys), first, last)
 
 
 # --- settling --------------------------------------------------------------------------------------
@@ -175,11 +188,13 @@ def settled(samples: list[Sample], observer: Observer, settle_s: float) -> bool:
 
 
 # --- the summary ----------------------------------------------------------------------------------
-def stored_alerts(conn: Any, vehicle_ids: list[str]) -> list[Alert]:
+def stored_alerts(conn: Any, vehicle_ids: list[str], sent: Sent) -> list[Alert]:
+    """This world's alerts: its vehicles', starting within its fixes' span (a plate may have
+    alerts from other datasets at other times in a shared database)."""
     rows = conn.execute(
         "SELECT alert_id, type, vehicle_id, org, start_at, end_at, lat, lon, raised_at, severity FROM alerts "
-        "WHERE vehicle_id = ANY(%s) AND status <> 'retracted'",
-        (vehicle_ids,),
+        "WHERE vehicle_id = ANY(%s) AND status <> 'retracted' AND start_at BETWEEN %s AND %s",
+        (vehicle_ids, sent.first, sent.last),
     ).fetchall()
     return [
         Alert(aid, AlertType(kind), vid, org, start, end, lat, lon, raised, severity=Severity(sev))
@@ -202,13 +217,13 @@ def pick_alert(alerts: list[Alert]) -> Alert | None:
 
 
 def summarize(settings: Settings, opts: Options, world: Path, began: float, supervisor: Supervisor,
-              messages: int, valid: int, log: Path) -> Summary:  # fmt: skip
+              sent: Sent, log: Path) -> Summary:  # fmt: skip
     rules_doc = yaml.safe_load((world / "rules.yaml").read_text(encoding="utf-8"))
     vehicle_ids = [v["vehicle_id"] for v in rules_doc["vehicles"]]
     devices = [v["device_id"] for v in rules_doc["vehicles"]]
     truth = parse_truth((world / "truth.jsonl").read_bytes().splitlines(), "truth.jsonl")
     with connect(settings, autocommit=True) as conn:
-        alerts = stored_alerts(conn, vehicle_ids)
+        alerts = stored_alerts(conn, vehicle_ids, sent)
         report = score(truth, alerts)
 
         def count(sql: str, *args: object) -> int:
@@ -247,8 +262,8 @@ def summarize(settings: Settings, opts: Options, world: Path, began: float, supe
     )
     return Summary(
         seconds=round(time.monotonic() - began, 1),
-        messages_sent=messages,
-        valid_fixes=valid,
+        messages_sent=sent.messages,
+        valid_fixes=sent.valid,
         positions_stored=stored,
         alerts=len(alerts),
         truth_lines=sum(1 for t in truth if t.expect),
@@ -325,8 +340,8 @@ def run_demo(opts: Options, stop: threading.Event) -> Summary | None:
     log = logs / "demo.log"
     with console.status("simulator: writing the scenario set and the fleet"):
         build_world(opts, world, log)
-        messages, valid = valid_fixes(world)
-    console.print(f"world {world}: {messages:,} messages, {valid:,} valid fixes")
+        sent = sent_fixes(world)
+    console.print(f"world {world}: {sent.messages:,} messages, {sent.valid:,} valid fixes")
     run_fw(log, "db", "import-registry", str(world / "rules.yaml"))
     env = {"FLEETWATCH_WORKER_IDLE_CLOSE_SECONDS": f"{opts.idle_close_s:g}"}
     layout = Layout(world / "rules.yaml", world / "notify.yaml", workers=opts.workers)
@@ -378,7 +393,7 @@ def run_demo(opts: Options, stop: threading.Event) -> Summary | None:
         console.print()
         if stop.is_set():
             return None
-        summary = summarize(settings, opts, world, began, supervisor, messages, valid, log)
+        summary = summarize(settings, opts, world, began, supervisor, sent, log)
         (opts.out / "summary.json").write_text(json.dumps(asdict(summary), indent=1), encoding="utf-8")
         print_summary(summary)
         if opts.keep_running:

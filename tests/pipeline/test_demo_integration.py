@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from fleetwatch.settings import Settings
+from store.db import connect
 from tests.evidence.chromium import render
 
 pytestmark = pytest.mark.integration
@@ -29,15 +30,29 @@ def plate_shift(namespace: str) -> int:
     return int(hashlib.sha256(namespace.encode()).hexdigest(), 16) % 8 if namespace else 0
 
 
-def namespace_for(unique: str) -> str:
-    """A fresh device namespace whose fleet and scenario plates differ from each other and from the
-    un-namespaced fleet's (so alerts other tests stored for those plates are not scored here)."""
-    for i in range(100):
+def used_shifts(settings: Settings) -> set[int]:
+    """Plate ranges (10000 + shift * 10000) the shared database already knows (from other tests
+    or benchmarks): the worker holds state per plate, so a demo vehicle must not reuse one."""
+    with connect(settings) as conn:
+        rows = conn.execute(
+            "SELECT DISTINCT substr(vehicle_id, 3, 1) FROM (SELECT vehicle_id FROM vehicle_state "
+            "UNION SELECT vehicle_id FROM vehicles) v WHERE vehicle_id ~ '^苏[AL][1-8][0-9]{4}$'"
+        ).fetchall()
+    return {int(r[0]) - 1 for r in rows}
+
+
+def namespace_for(settings: Settings, unique: str) -> str:
+    """A fresh device namespace whose fleet and scenario plates differ from each other and from every
+    plate range already in the database."""
+    used = used_shifts(settings)
+    for i in range(200):
         ns = f"t{unique[:6]}{i}-"
-        shifts = {plate_shift(ns), plate_shift(ns + "demo-"), 0}
-        if len(shifts) == 3:
+        fleet, scenarios = plate_shift(ns), plate_shift(ns + "demo-")
+        if fleet != scenarios and not {fleet, scenarios} & used:
             return ns
-    raise AssertionError("no namespace found")
+    raise AssertionError(
+        f"every plate range is in use in this database (shifts {sorted(used)}): reset the stack"
+    )
 
 
 def our_processes(marker: str) -> list[str]:
@@ -56,7 +71,7 @@ def our_processes(marker: str) -> list[str]:
 def test_demo_runs_scores_renders_and_stops_cleanly(database: Settings, unique: str, tmp_path: Path) -> None:
     out = tmp_path / "demo"
     command = [sys.executable, "-m", "fleetwatch", "demo", "--vehicles", "12", "--duration", "8h",
-               "--scenarios", SCENARIOS, "--namespace", namespace_for(unique), "--settle", "20",
+               "--scenarios", SCENARIOS, "--namespace", namespace_for(database, unique), "--settle", "20",
                "--out", str(out), "--keep-running"]  # fmt: skip
     log = (tmp_path / "demo.out").open("wb")
     proc = subprocess.Popen(
