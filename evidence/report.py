@@ -114,20 +114,7 @@ def svg_map(v: VehicleEvidence, req: Request) -> str:
     if not extent:
         return "<p>No fixes in this window.</p>"
     proj = Projection(extent)
-    parts = [
-        f'<svg class="map" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {MAP_W} {MAP_H}" '
-        f'width="{MAP_W}" height="{MAP_H}" data-vehicle="{html.escape(v.vehicle_id)}">',
-        f'<rect width="{MAP_W}" height="{MAP_H}" fill="#f6f8fa"/>',
-    ]
-    for zone in req.zones:
-        colour = "#1a73e8" if zone.kind == "region" else "#9334e6"
-        dash = ' stroke-dasharray="8 4"' if zone.kind == "region" else ""
-        for ring in _rings(zone.geometry):
-            parts.append(
-                f'<path class="zone zone-{html.escape(zone.kind)}" d="{_path(proj, ring)} Z" '
-                f'fill="{colour}" fill-opacity="0.08" stroke="{colour}"{dash}>'
-                f"<title>{html.escape(zone.name)} ({html.escape(zone.kind)})</title></path>"
-            )
+    parts = [svg_open("map", vehicle=v.vehicle_id), *svg_zones(proj, req.zones)]
     if req.place:
         x, y = proj(req.place.lat, req.place.lon)
         if req.place.radius_m:
@@ -170,15 +157,44 @@ def svg_map(v: VehicleEvidence, req: Request) -> str:
         for point, label in ((v.track[0], "start"), (v.track[-1], "end")):
             x, y = proj(point.lat, point.lon)
             parts.append(f'<text class="{label}" x="{x + 6}" y="{y - 6}" font-size="12">{label}</text>')
+    parts.append(svg_close(proj))
+    return "".join(parts)
+
+
+def svg_open(css_class: str, **data: str) -> str:
+    """A map's ``<svg>`` element (``data-*`` attributes from ``data``) and its background."""
+    attrs = "".join(f' data-{k}="{html.escape(v)}"' for k, v in data.items())
+    return (
+        f'<svg class="{css_class}" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {MAP_W} {MAP_H}" '
+        f'width="{MAP_W}" height="{MAP_H}"{attrs}><rect width="{MAP_W}" height="{MAP_H}" fill="#f6f8fa"/>'
+    )
+
+
+def svg_zones(proj: Projection, zones: Iterable[MapZone]) -> list[str]:
+    """Zone outlines: the permitted region's edge dashed blue, other zones purple."""
+    parts = []
+    for zone in zones:
+        colour = "#1a73e8" if zone.kind == "region" else "#9334e6"
+        dash = ' stroke-dasharray="8 4"' if zone.kind == "region" else ""
+        for ring in _rings(zone.geometry):
+            parts.append(
+                f'<path class="zone zone-{html.escape(zone.kind)}" d="{_path(proj, ring)} Z" '
+                f'fill="{colour}" fill-opacity="0.08" stroke="{colour}"{dash}>'
+                f"<title>{html.escape(zone.name)} ({html.escape(zone.kind)})</title></path>"
+            )
+    return parts
+
+
+def svg_close(proj: Projection) -> str:
+    """Scale bar, north arrow and datum label, and the end of the ``<svg>``."""
     bar_m = _nice(proj.metres_per_px() * 150)
     bar_px = bar_m / proj.metres_per_px()
-    parts.append(
+    return (
         f'<g class="scale"><path d="M20,{MAP_H - 20} h{bar_px:.1f}" stroke="#202124" stroke-width="3"/>'
         f'<text x="20" y="{MAP_H - 26}" font-size="12">{_metres(bar_m)}</text></g>'
         f'<text x="{MAP_W - 30}" y="24" font-size="16">N↑</text>'
         f'<text x="{MAP_W - 10}" y="{MAP_H - 8}" font-size="11" text-anchor="end">WGS-84</text></svg>'
     )
-    return "".join(parts)
 
 
 def _nice(value: float) -> float:
@@ -241,7 +257,7 @@ def svg_timeline(v: VehicleEvidence, req: Request) -> str:
     return "".join(parts)
 
 
-def _table(title: str, headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+def table_html(title: str, headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     return f"<h3>{html.escape(title)}</h3><table><tr>{head}</tr>{body or '<tr><td>none</td></tr>'}</table>"
@@ -258,7 +274,7 @@ def vehicle_section(v: VehicleEvidence, req: Request) -> str:
             f"{len(v.orders)} dispatch orders.</p>",
             svg_map(v, req),
             svg_timeline(v, req),
-            _table(
+            table_html(
                 "Stops",
                 ("#", "from", "to", "minutes", "lat", "lon"),
                 (
@@ -273,7 +289,7 @@ def vehicle_section(v: VehicleEvidence, req: Request) -> str:
                     for i, s in enumerate(v.stops, 1)
                 ),
             ),
-            _table(
+            table_html(
                 "Alerts",
                 ("alert", "type", "severity", "status", "start", "end", "raised", "due"),
                 (
@@ -290,7 +306,7 @@ def vehicle_section(v: VehicleEvidence, req: Request) -> str:
                     for a in v.alerts
                 ),
             ),
-            _table(
+            table_html(
                 "Trips",
                 ("trip", "start", "end", "km", "max km/h", "fixes", "order"),
                 (
@@ -306,7 +322,7 @@ def vehicle_section(v: VehicleEvidence, req: Request) -> str:
                     for t in v.trips
                 ),
             ),
-            _table(
+            table_html(
                 "Dispatch orders (派车单)",
                 ("order", "start", "end", "purpose", "destination", "status"),
                 (
@@ -339,14 +355,21 @@ def render_html(vehicles: Sequence[VehicleEvidence], req: Request) -> str:
         f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in req.query.items()
     )
     sections = "".join(vehicle_section(v, req) for v in vehicles) or "<p>No official vehicle matched.</p>"
-    return (
-        '<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8">'
-        f"<title>{html.escape(req.title)}</title>"
-        f"<style>{STYLE}</style></head><body><h1>{html.escape(req.title)}</h1>"
-        f'<p class="datum"><b>Datum:</b> {html.escape(DATUM_NOTE)}</p>'
+    return html_page(
+        req.title,
         f"<p>Window {_local(req.start, tz)} – {_local(req.end, tz)} ({html.escape(req.timezone)}); generated "
         f"{_local(req.generated_at, tz)} by {html.escape(req.generated_by)}. Checksums of this file and its "
-        f"exports are in manifest.json beside it.</p><table>{query}</table>{sections}</body></html>"
+        f"exports are in manifest.json beside it.</p><table>{query}</table>{sections}",
+    )
+
+
+def html_page(title: str, body: str) -> str:
+    """A self-contained page (no scripts, no network) with the report style and the datum note."""
+    return (
+        '<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title>"
+        f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
+        f'<p class="datum"><b>Datum:</b> {html.escape(DATUM_NOTE)}</p>{body}</body></html>'
     )
 
 

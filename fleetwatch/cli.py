@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "workflow.cli",  # fleetwatch alerts ...|complaint add|list
     "evidence.cli",  # fleetwatch evidence
     "dashboards.cli",  # fleetwatch dashboards build|check|provision|demo
+    "pipeline.cli",  # fleetwatch run (the supervised pipeline), fleetwatch demo
 )
 
 

@@ -58,6 +58,9 @@ Jumps = Annotated[
     float, typer.Option(help="Chance per drive of a signal loss, then a fix 1-1.5 km off.", min=0, max=1)
 ]
 Drift = Annotated[float, typer.Option(help="Parked heartbeats wander up to this many metres.", min=0)]
+Namespace = Annotated[
+    str, typer.Option(help="Prefix of device ids (plates shift too): keeps two datasets' vehicles apart.")
+]
 Slow = Annotated[
     float, typer.Option(help="Share of vehicles reporting every 30 s while moving (loggers).", min=0, max=1)
 ]
@@ -200,6 +203,7 @@ def scenario_cmd(
     protocol: Protocol = "mqtt",
     gateway: Gateway = None,
     edition: Edition = 2013,
+    namespace: Namespace = "",
 ) -> None:
     """Run labelled scenarios (one vehicle each) and write fixes, orders and ground truth."""
     if name == "list":
@@ -223,7 +227,7 @@ def scenario_cmd(
         try:
             ds = build_scenarios(
                 names, seed, _motion(interval, heartbeat, invalid, jumps, drift, slow_share),
-                _faults(duplicates, reorder, late_bursts, malformed),
+                _faults(duplicates, reorder, late_bursts, malformed), namespace=namespace,
             )  # fmt: skip
         except KeyError as exc:
             raise typer.BadParameter(str(exc.args[0])) from None
@@ -342,6 +346,7 @@ def fleet_cmd(
     jumps: Jumps = 0.0,
     drift: Drift = 0.0,
     slow_share: Slow = 0.0,
+    namespace: Namespace = "",
 ) -> None:
     """N vehicles on ordinary days (plus a mix of scenarios): a labelled dataset, or load into Mosquitto."""
     _need_one_output(out, mqtt)
@@ -356,7 +361,7 @@ def fleet_cmd(
         ds = build_fleet(
             vehicles, seed, begin, span, mix,
             _motion(interval, heartbeat, invalid, jumps, drift, slow_share),
-            _faults(duplicates, reorder, late_bursts, malformed),
+            _faults(duplicates, reorder, late_bursts, malformed), namespace=namespace,
         )  # fmt: skip
     generated = time.monotonic() - t0
     if out is not None:
