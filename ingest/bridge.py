@@ -302,6 +302,10 @@ class Bridge:
         self._connected.set()
         self.metrics.inc("connects")
         log.info("MQTT connected as %s (session present: %s)", self.config.client_id, flags.session_present)
+        if flags.session_present:
+            # The broker kept our subscriptions. Its SUBACK to the re-subscribe below comes behind
+            # every message queued for us, which a deep backlog delays past start's wait.
+            self._subscribed.set()
         if not self._stopping.is_set():
             # Re-subscribing an existing subscription is harmless and covers an expired session.
             client.subscribe([(topic, 1) for topic in self.subscriptions])
