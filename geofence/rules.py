@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -140,8 +141,15 @@ def load_rules(path: str | Path) -> Rules:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise RulesError(str(path), "", "file not found") from None
+    except UnicodeDecodeError as exc:
+        bad = f"byte 0x{exc.object[exc.start]:02x} at offset {exc.start}"
+        raise RulesError(source, "", f"not UTF-8 text: {bad}") from None
     except yaml.YAMLError as exc:
         raise RulesError(source, "", f"not valid YAML: {exc}") from None
+    except RecursionError:
+        raise RulesError(source, "", "nested too deeply to be a rules file") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts (4300)
+        raise RulesError(source, "", f"not a usable value: {exc}") from None
     return parse_rules(doc, source=source, base_dir=path.parent)
 
 
@@ -193,7 +201,9 @@ class _Reader:
         return value
 
     def number(self, value: Any, path: str, minimum: float = 0.0) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+        # NaN compares false with everything, so `value < minimum` alone would let `.nan` through.
+        if (isinstance(value, bool) or not isinstance(value, int | float)
+                or not math.isfinite(value) or not value >= minimum):  # fmt: skip
             raise self.fail(path, f"{_show(value)} is not a number >= {minimum:g}")
         return float(value)
 
@@ -221,7 +231,7 @@ class _Reader:
         name = self.text(value, path)
         try:
             ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory ("Asia"), too long
             raise self.fail(path, f"{name!r} is not a known time zone") from None
         return name
 
@@ -240,7 +250,7 @@ def _calendar(r: _Reader, raw: Any) -> WorkCalendar:
         path = f"calendar.years.{key}"
         try:
             year = int(key)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: .inf
             raise r.fail(path, f"{_show(key)} is not a year") from None
         body = r.mapping(spec, path)
         days: dict[str, frozenset[date]] = {}
