@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -19,8 +15,7 @@ from sink.registry import make_sinks
 from sink.runner import SinkRunner, SinkStats
 from store.db import connect
 from tests.ingest.helpers import wait_for
-
-FLEETWATCH = str(Path(sys.executable).with_name("fleetwatch"))
+from tests.service import ServiceProcess
 
 __all__ = ["wait_for"]  # re-exported: the ingest tests' poller serves here too
 
@@ -77,40 +72,14 @@ def position_counts(settings: Settings, device_prefix: str) -> tuple[int, int]:
     return int(rows[0][0]), int(rows[0][1])
 
 
-class SinkProcess:
+class SinkProcess(ServiceProcess):
     """`fleetwatch sink` as a child process, so a test can SIGKILL it."""
 
     def __init__(self, log: Path, overrides: dict[str, str], group: str, dlq: str, **env: str) -> None:
-        self.log = log
-        self.argv = [FLEETWATCH, "sink", "--group", group, "--dlq-topic", dlq, "--log-interval", "2"]
+        argv = ["sink", "--group", group, "--dlq-topic", dlq, "--log-interval", "2"]
         for table, topic in overrides.items():
-            self.argv += ["--table", table, "--topic", f"{table}={topic}"]
-        self.env = {**os.environ, "COLUMNS": "200", **env}
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, *extra: str) -> SinkProcess:
-        with self.log.open("ab") as fh:
-            argv = [*self.argv, *extra]
-            self.proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=self.env)
-        return self
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def wait(self, timeout_s: float) -> int:
-        assert self.proc is not None
-        return self.proc.wait(timeout_s)
-
-    def ensure_stopped(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+            argv += ["--table", table, "--topic", f"{table}={topic}"]
+        super().__init__(log, argv, env=env, name="sink")
 
 
 def start_group_at_end(settings: Settings, group: str, topic: str) -> dict[int, int]:
