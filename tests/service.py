@@ -14,6 +14,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from fleetwatch.settings import Settings
+from fleetwatch.stack import StackError, ensure_up
+
 FLEETWATCH = str(Path(sys.executable).with_name("fleetwatch"))
 
 
@@ -134,3 +137,16 @@ class ServiceProcess:
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def stack_up_again(settings: Settings, timeout_s: float = 120.0) -> None:
+    """`fleetwatch stack up` after a test took a service down, retried while it is still stopping."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            ensure_up(settings)
+            return
+        except StackError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(3)

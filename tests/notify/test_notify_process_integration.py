@@ -14,25 +14,14 @@ import pytest
 import yaml
 
 from fleetwatch.settings import Settings
-from fleetwatch.stack import StackError, down, ensure_up
+from fleetwatch.stack import down
 from tests.notify.conftest import Orgs, envelope, make_alert
 from tests.notify.receivers import Endpoint, Receivers
+from tests.service import stack_up_again
 from tests.sink.helpers import produce, scratch_topic, wait_for
 
 pytestmark = pytest.mark.integration
 FLEETWATCH = str(Path(sys.executable).with_name("fleetwatch"))
-
-
-def _bring_postgres_back(settings: Settings, timeout_s: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            ensure_up(settings)
-            return
-        except StackError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(3)
 
 
 def test_notifier_waits_out_a_database_outage_and_stops_cleanly(
@@ -62,7 +51,7 @@ def test_notifier_waits_out_a_database_outage_and_stops_cleanly(
             time.sleep(12)
             assert proc.poll() is None, "the notifier died while the database was down"
         finally:
-            _bring_postgres_back(database)
+            stack_up_again(database)
         wait_for(lambda: len(hook.accepted) == 2, 90, "second alert delivered after the outage")
         time.sleep(3)
         proc.send_signal(signal.SIGTERM)

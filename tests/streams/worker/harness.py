@@ -167,7 +167,22 @@ def publish(
     rate: float = 0.0,
     on_sent: Callable[[int], None] | None = None,
 ) -> int:
-    """Every message of the world (faults included) through Mosquitto as its own device, QoS 1.
+    """Every message of the world (faults included) through Mosquitto as its own device, QoS 1;
+    every one acknowledged (PUBACK)."""
+    stats = publish_counted(settings, world, tag, rate=rate, on_sent=on_sent)
+    assert stats.failed == 0
+    return world.dataset.count()
+
+
+def publish_counted(
+    settings: Settings,
+    world: World,
+    tag: str,
+    rate: float = 0.0,
+    on_sent: Callable[[int], None] | None = None,
+    drain_timeout: float = 300.0,
+) -> _mqtt.PublishStats:
+    """`publish` returning the publisher's counts (sent, acknowledged, not acknowledged).
 
     Client ids carry the test's tag: Mosquitto 2.0.11 was seen to segfault when a publisher
     resumed a session that an earlier, failed run had left with messages in flight."""
@@ -178,11 +193,9 @@ def publish(
                 on_sent(n)
             yield _mqtt.Outgoing(v.device_id, m.payload)
 
-    stats = _mqtt.publish(
-        settings, messages(), world.devices, rate=rate, client_tag=f"w{tag}", drain_timeout=300
+    return _mqtt.publish(
+        settings, messages(), world.devices, rate=rate, client_tag=f"w{tag}", drain_timeout=drain_timeout
     )
-    assert stats.failed == 0
-    return world.dataset.count()
 
 
 def telemetry_values(settings: Settings, topic: str) -> list[bytes]:
