@@ -112,8 +112,8 @@ class Counts:
             f"{self.acknowledged:,} messages",
             f"{self.fixes_sent:,}",
             f"{self.fixes_stored:,}",
-            f"{self.fixes_lost:,} ({self.lost_before_kill:,} before the broker's kill, bound {self.loss_bound:,};"
-            f" {self.lost_after_restart:,} after its restart)",
+            f"{self.fixes_lost:,} ({self.lost_before_kill:,} before the broker's kill, bound"
+            f" {self.loss_bound:,}; {self.lost_after_restart:,} after its restart)",
             f"{self.fixes_duplicated:,}",
         )
         out.add_row(
