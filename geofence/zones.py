@@ -112,6 +112,8 @@ def load_zone_file(path: str | Path, *, display_name: str | None = None) -> list
         doc = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ZoneError(source, None, "file not found") from None
+    except OSError as exc:  # a directory, no permission, ...
+        raise ZoneError(source, None, f"cannot be read: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         bad = f"byte 0x{exc.object[exc.start]:02x} at offset {exc.start}"
         raise ZoneError(source, None, f"not UTF-8 text: {bad}") from None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 import signal
 import tempfile
 import traceback
@@ -642,6 +643,10 @@ def classify(target: Target, case: Any, report: Report | None = None) -> Crash |
     return None
 
 
+#: Cases hypothesis generates per run; beyond them, cases are seeded byte mutations of these.
+CORPUS_SIZE = 2000
+
+
 def fuzz(
     name: str,
     cases: int,
@@ -650,13 +655,23 @@ def fuzz(
     progress: Callable[[Report], None] | None = None,
     progress_every: int = 5000,
 ) -> Report:
-    """Run ``cases`` generated cases against one target (seeded: the same seed, the same cases)."""
+    """Run ``cases`` cases against one target, seeded (the same seed, the same cases).
+
+    The first `CORPUS_SIZE` come from hypothesis (valid, tree-mutated, byte-mutated, raw, adversarial);
+    generating each costs ~100x what parsing it does, so volume beyond them comes from mutating
+    them: `derive` with ``random.Random(seed)``."""
     with tempfile.TemporaryDirectory(prefix=f"fw-fuzz-{name}-") as tmp:
         target = TARGETS[name](Path(tmp))
         report = Report(target.name, target.what)
+        corpus: list[Any] = []
+
+        def count(case: Any) -> None:
+            classify(target, case, report)
+            if progress is not None and report.cases % progress_every == 0:
+                progress(report)
 
         @hsettings(
-            max_examples=cases,
+            max_examples=min(cases, CORPUS_SIZE),
             database=None,
             deadline=None,
             phases=[Phase.generate],
@@ -666,12 +681,40 @@ def fuzz(
         @seed(seed_value)
         @given(target.strategy)
         def one(case: Any) -> None:
-            classify(target, case, report)
-            if progress is not None and report.cases % progress_every == 0:
-                progress(report)
+            corpus.append(case)
+            count(case)
 
         one()
+        rng = random.Random(seed_value)
+        while report.cases < cases and corpus:
+            count(derive(rng.choice(corpus), rng.choice(corpus), rng))
         return report
+
+
+def derive(case: Any, other: Any, rng: random.Random) -> Any:
+    """A byte-level mutation of a corpus case: 1-4 of flip, delete, insert, repeat, truncate, or a
+    splice with another case (a fix case is (topic, payload): the payload is mutated)."""
+    if isinstance(case, tuple):
+        return (case[0], derive(case[1], other[1] if isinstance(other, tuple) else other, rng))
+    data = bytearray(case)
+    for _ in range(rng.randint(1, 4)):
+        op = rng.randrange(6)
+        at = rng.randint(0, len(data))
+        if op == 0 and at < len(data):
+            data[at] = rng.randrange(256)
+        elif op == 1:
+            del data[at : at + rng.randint(1, 8)]
+        elif op == 2:
+            data[at:at] = rng.randbytes(rng.randint(1, 8))
+        elif op == 3:
+            data[at:at] = data[at : at + rng.randint(1, 32)] * rng.randint(1, 4)
+        elif op == 4:
+            del data[at:]
+        else:
+            donor = bytes(other)
+            cut = rng.randint(0, len(donor))
+            data[at:] = donor[cut:]
+    return bytes(data)
 
 
 def assert_no_crash(name: str, cases: int, seed_value: int) -> Report:

@@ -41,6 +41,14 @@ def test_rules_regressions_are_clear_errors(tmp_path: Path, text: str, where: st
     assert where in str(caught.value)
 
 
+def test_a_zone_file_that_is_a_directory_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "zones").mkdir()
+    path = tmp_path / "rules.yaml"
+    path.write_text("version: 1\nzone_files: [zones]\norgs: []\n")  # IsADirectoryError before
+    with pytest.raises(ZoneError, match="zones: cannot be read"):
+        load_rules(path)
+
+
 def test_rules_that_are_not_utf8_are_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "rules.yaml"
     path.write_bytes("version: 1\norgs: []\n# 江苏\n".encode("gbk"))
