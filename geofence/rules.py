@@ -279,7 +279,11 @@ def _zones(r: _Reader, raw: Any, base_dir: Path) -> ZoneIndex:
     for i, item in enumerate(files):
         name = r.text(item, f"zone_files[{i}]")
         file_path = base_dir / name
-        if not file_path.exists():
+        try:
+            present = file_path.exists()
+        except (OSError, ValueError) as exc:  # a name too long for the file system, a NUL byte
+            raise r.fail(f"zone_files[{i}]", f"{name[:80]!r} is not a usable file name ({exc})") from None
+        if not present:
             raise r.fail(f"zone_files[{i}]", f"{name!r} not found (relative to {r.source})")
         zones.extend(load_zone_file(file_path, display_name=name))
     try:

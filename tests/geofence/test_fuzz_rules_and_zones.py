@@ -31,6 +31,8 @@ BASE = "version: 1\norgs:\n- id: js\n  settings:\n    {setting}\n"
         (BASE.format(setting="stop_seconds: .nan"), "stop_seconds"),  # NaN was accepted
         (BASE.format(setting="overspeed_kmh: .inf"), "overspeed_kmh"),  # so was infinity
         ("version: 1\norgs: []\nx: " + "9" * 5000 + "\n", "not a usable value"),  # int digit limit
+        ("version: 1\norgs: []\nzone_files: [" + "z" * 300 + "]\n", "zone_files[0]"),  # ENAMETOOLONG: OSError
+        ('version: 1\norgs: []\nzone_files: ["a\\0b"]\n', "zone_files[0]"),  # NUL byte: ValueError
     ],
 )
 def test_rules_regressions_are_clear_errors(tmp_path: Path, text: str, where: str) -> None:
