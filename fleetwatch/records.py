@@ -406,8 +406,9 @@ class DispatchOrder:
                 "org": self.org,
                 "start": format_timestamp(self.start),
                 "end": format_timestamp(self.end),
-                "purpose": self.purpose,
-                "destination": self.destination,
+                # Absent when empty: the parser refuses empty strings, and a round trip must hold.
+                "purpose": self.purpose or None,
+                "destination": self.destination or None,
                 "destination_area": self.destination_area,
                 "status": self.status.value,
             }
@@ -430,9 +431,7 @@ def parse_order(raw: bytes | str | dict[str, Any]) -> DispatchOrder:
     except ValueError:
         allowed = ", ".join(s.value for s in OrderStatus)
         raise ContractError("bad_value", "status", status_raw, f"must be one of: {allowed}") from None
-    area = _get(obj, "destination_area", required=False)
-    if area is not None and (not isinstance(area, dict) or "type" not in area):
-        raise ContractError("bad_type", "destination_area", area, "expected a GeoJSON geometry object")
+    area = _destination_area(_get(obj, "destination_area", required=False))
     return DispatchOrder(
         order_id=_str(obj, "order_id", max_len=64),
         vehicle_id=_str(obj, "vehicle_id", max_len=16),
@@ -444,6 +443,55 @@ def parse_order(raw: bytes | str | dict[str, Any]) -> DispatchOrder:
         status=status,
         destination_area=area,
     )
+
+
+_AREA_TYPES = {"Polygon": 3, "MultiPolygon": 4}  # GeoJSON type -> nesting depth of its coordinates
+
+
+def _destination_area(area: Any) -> dict[str, Any] | None:
+    """An order's destination area: a GeoJSON (Multi)Polygon in WGS-84 lon/lat that shapely accepts
+    as a valid area (the worker tests positions against it; anything else would fail there)."""
+    if area is None:
+        return None
+    if not isinstance(area, dict) or "type" not in area:
+        raise ContractError("bad_type", "destination_area", area, "expected a GeoJSON geometry object")
+    depth = _AREA_TYPES.get(area["type"]) if isinstance(area["type"], str) else None
+    if depth is None:
+        raise ContractError("bad_value", "destination_area", area["type"],
+                            "the destination area must be a GeoJSON Polygon or MultiPolygon")  # fmt: skip
+    positions = _area_positions(area.get("coordinates"), depth)
+    for lon, lat in positions:
+        if not (-180 <= lon <= 180 and -90 <= lat <= 90):
+            raise ContractError("out_of_range", "destination_area", [lon, lat],
+                                "coordinates are [lon, lat] in WGS-84 degrees")  # fmt: skip
+    from shapely.geometry import shape  # only orders with an area pay for the import
+
+    try:
+        geometry = shape(area)
+    except (ValueError, TypeError, AttributeError, IndexError) as exc:  # shapely's several errors
+        raise ContractError("bad_value", "destination_area", area.get("coordinates"),
+                            f"not a usable {area['type']}: {exc}") from None  # fmt: skip
+    if geometry.is_empty or not geometry.is_valid:
+        from shapely.validation import explain_validity
+
+        raise ContractError("bad_value", "destination_area", area.get("coordinates"),
+                            f"not a valid area: {explain_validity(geometry)}")  # fmt: skip
+    return area
+
+
+def _area_positions(coords: Any, depth: int) -> list[tuple[float, float]]:
+    """Every [lon, lat] of nested coordinate lists exactly ``depth`` deep (numbers only)."""
+    if depth == 1:
+        if (not isinstance(coords, list) or len(coords) not in (2, 3)
+                or not all(isinstance(c, int | float) and not isinstance(c, bool) for c in coords)
+                or not all(math.isfinite(c) for c in coords)):  # fmt: skip
+            raise ContractError("bad_value", "destination_area", coords,
+                                "expected a position [lon, lat] of finite numbers")  # fmt: skip
+        return [(float(coords[0]), float(coords[1]))]
+    if not isinstance(coords, list) or not coords:
+        raise ContractError("bad_value", "destination_area", coords,
+                            "coordinates must be non-empty nested lists of [lon, lat]")  # fmt: skip
+    return [p for item in coords for p in _area_positions(item, depth - 1)]
 
 
 # --------------------------------------------------------------------------------------------

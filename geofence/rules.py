@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -132,16 +133,28 @@ class Rules:
         return self.zones.get(v.depot) if v and v.depot else None
 
 
+#: libyaml's parser where PyYAML was built with it: the pure-Python one takes ~2 s on a file of
+#: 3,000 nested brackets (found by bench/bench_fuzz.py); the constructor (safe) is the same.
+_SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_rules(path: str | Path) -> Rules:
     """Load rules.yaml; zone files are resolved relative to it. Raises RulesError / ZoneError."""
     path = Path(path)
     source = path.name
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_SAFE_LOADER)
     except FileNotFoundError:
         raise RulesError(str(path), "", "file not found") from None
+    except UnicodeDecodeError as exc:
+        bad = f"byte 0x{exc.object[exc.start]:02x} at offset {exc.start}"
+        raise RulesError(source, "", f"not UTF-8 text: {bad}") from None
     except yaml.YAMLError as exc:
         raise RulesError(source, "", f"not valid YAML: {exc}") from None
+    except RecursionError:
+        raise RulesError(source, "", "nested too deeply to be a rules file") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts (4300)
+        raise RulesError(source, "", f"not a usable value: {exc}") from None
     return parse_rules(doc, source=source, base_dir=path.parent)
 
 
@@ -193,7 +206,9 @@ class _Reader:
         return value
 
     def number(self, value: Any, path: str, minimum: float = 0.0) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+        # NaN compares false with everything, so `value < minimum` alone would let `.nan` through.
+        if (isinstance(value, bool) or not isinstance(value, int | float)
+                or not math.isfinite(value) or not value >= minimum):  # fmt: skip
             raise self.fail(path, f"{_show(value)} is not a number >= {minimum:g}")
         return float(value)
 
@@ -221,7 +236,7 @@ class _Reader:
         name = self.text(value, path)
         try:
             ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory ("Asia"), too long
             raise self.fail(path, f"{name!r} is not a known time zone") from None
         return name
 
@@ -240,7 +255,7 @@ def _calendar(r: _Reader, raw: Any) -> WorkCalendar:
         path = f"calendar.years.{key}"
         try:
             year = int(key)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: .inf
             raise r.fail(path, f"{_show(key)} is not a year") from None
         body = r.mapping(spec, path)
         days: dict[str, frozenset[date]] = {}
@@ -264,7 +279,11 @@ def _zones(r: _Reader, raw: Any, base_dir: Path) -> ZoneIndex:
     for i, item in enumerate(files):
         name = r.text(item, f"zone_files[{i}]")
         file_path = base_dir / name
-        if not file_path.exists():
+        try:
+            present = file_path.exists()
+        except (OSError, ValueError) as exc:  # a name too long for the file system, a NUL byte
+            raise r.fail(f"zone_files[{i}]", f"{name[:80]!r} is not a usable file name ({exc})") from None
+        if not present:
             raise r.fail(f"zone_files[{i}]", f"{name!r} not found (relative to {r.source})")
         zones.extend(load_zone_file(file_path, display_name=name))
     try:

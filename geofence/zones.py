@@ -112,7 +112,14 @@ def load_zone_file(path: str | Path, *, display_name: str | None = None) -> list
         doc = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ZoneError(source, None, "file not found") from None
-    except json.JSONDecodeError as exc:
+    except OSError as exc:  # a directory, no permission, ...
+        raise ZoneError(source, None, f"cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        bad = f"byte 0x{exc.object[exc.start]:02x} at offset {exc.start}"
+        raise ZoneError(source, None, f"not UTF-8 text: {bad}") from None
+    except RecursionError:
+        raise ZoneError(source, None, "nested too deeply to be GeoJSON") from None
+    except ValueError as exc:  # JSONDecodeError, or an integer of more digits than Python converts
         raise ZoneError(source, None, f"not valid JSON: {exc}") from None
     return parse_zone_collection(doc, source)
 
@@ -264,6 +271,8 @@ def _check_rings(gtype: str, coords: Any, source: str, label: str) -> None:
             where = f"polygon {p_index} ring {r_index}" if gtype == "MultiPolygon" else f"ring {r_index}"
             if not isinstance(ring, list) or len(ring) < 4:
                 raise ZoneError(source, label, f"{where} needs at least 4 positions (a closed triangle)")
+            if not all(isinstance(pos, list) and len(pos) >= 2 for pos in ring):
+                raise ZoneError(source, label, f"{where}: every position must be a [lon, lat] list")
             if list(ring[0][:2]) != list(ring[-1][:2]):
                 raise ZoneError(source, label, f"{where} is not closed (first position != last)")
 

@@ -11,6 +11,7 @@ from typing import Annotated, Any, cast
 
 import psycopg
 import typer
+from kafka.errors import KafkaError
 from rich.console import Console
 from rich.table import Table
 
@@ -66,10 +67,12 @@ def run_cmd(
             with cast("psycopg.Connection[tuple[Any, ...]]", connect(settings)) as conn:
                 stats = notifier.run(conn, topic=topic, stop=stop, idle_exit_s=idle_exit)
             break
-        except psycopg.OperationalError as exc:
-            # The database went away: nothing was committed to Kafka past the last stored rows, so
+        except (psycopg.OperationalError, KafkaError) as exc:
+            # The database or Kafka went away (a broker restart ends the consumer's poll with a
+            # connection error): nothing was committed to Kafka past the last stored rows, so
             # starting over re-reads what was in flight and the delivery log drops the repeats.
-            console.print(f"[yellow]database unavailable ({exc}); retrying in 5 s[/]")
+            what = "database" if isinstance(exc, psycopg.Error) else "Kafka"
+            console.print(f"[yellow]{what} unavailable ({exc}); retrying in 5 s[/]")
             if stop.wait(5.0):
                 stats = notifier.stats
                 break

@@ -112,8 +112,13 @@ def _passwords(settings: Settings) -> dict[str, str]:
 
 
 def new_cluster_id() -> str:
-    """Kafka's own Uuid text form: URL-safe base64 of 16 random bytes, unpadded."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """Kafka's own Uuid text form: URL-safe base64 of 16 random bytes, unpadded, never starting
+    with "-" (as Kafka's Uuid.randomUuid does): `kafka-storage format -t -x…` reads it as an option
+    and fails, 1 fresh stack in 64 (seen in tests/stack/test_restart.py)."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
 
 
 def pinned_version() -> str:

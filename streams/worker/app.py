@@ -17,6 +17,7 @@ with the same ids and revisions.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -28,6 +29,7 @@ from typing import Any, cast
 
 import faust
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from faust.serializers import codecs
 from faust.types import TP, EventT
 
@@ -318,12 +320,32 @@ class Worker:
     # -- I/O -----------------------------------------------------------------------------------
 
     async def _send(self, outs: Sequence[Out]) -> None:
-        """Publish and wait until Kafka has every record (acks=all) before the batch is acked."""
+        """Publish and wait until Kafka has every record (acks=all) before the batch is acked.
+
+        A send that fails for good (e.g. OutOfOrderSequenceNumber: after a broker restart the
+        idempotent producer's sequence state no longer matches the broker's) is retried with a
+        new producer, the whole batch again: a record sent twice carries the same id and revision,
+        which every reader folds to one. Letting it raise crashed the agent, and faust's restart of
+        it left the worker stalled (found by the fault suite, tests/faults)."""
         if not outs:
             return
-        producer = await self._producer()
-        futures = [await producer.send(o.topic, o.value, key=o.key) for o in outs]
-        await asyncio.gather(*futures)
+        delay = 0.5
+        while True:
+            producer = await self._producer()
+            try:
+                futures = [await producer.send(o.topic, o.value, key=o.key) for o in outs]
+                await asyncio.gather(*futures)
+                return
+            except KafkaError as exc:
+                log.warning("sending %d record(s) failed (%r); new producer, retry in %.1f s", len(outs),
+                            exc, delay)  # fmt: skip
+                async with self._producer_lock:
+                    if self.producer is producer:
+                        self.producer = None
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     async def _persist_due(self, *, force: bool) -> None:
         """Write the states dirty for `worker_persist_seconds` (all with `force`) to the changelog,

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -15,7 +10,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import TracebackType
 
 import orjson
 import paho.mqtt.client as mqtt
@@ -25,8 +19,8 @@ from fleetwatch.kafka_io import read_topic
 from fleetwatch.records import Fix, parse_fix
 from fleetwatch.settings import Settings
 from tests.registry.helpers import register_test_devices
-
-FLEETWATCH = str(Path(sys.executable).with_name("fleetwatch"))
+from tests.service import FLEETWATCH as FLEETWATCH  # re-exported: the ingest tests import it from here
+from tests.service import ServiceProcess
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +102,7 @@ class DevicePublisher:
         self._pending.clear()
 
 
-class BridgeProcess:
+class BridgeProcess(ServiceProcess):
     """`fleetwatch ingest` as a child process (so it can be SIGKILLed), with its metrics endpoint."""
 
     def __init__(
@@ -120,36 +114,19 @@ class BridgeProcess:
         receive_maximum: int = 200,
         extra: Iterable[str] = (),
     ) -> None:
-        self.log = log
-        self.instance = instance
-        self.port = 0
-        self.argv = [
-            FLEETWATCH, "ingest", "--instance", instance, "--share-group", share_group,
-            "--receive-maximum", str(receive_maximum), "--session-expiry", "300",
-            "--log-interval", "2", "--leave", *extra,
-        ]  # fmt: skip
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._starts = 0
-
-    def start(self, timeout_s: float = 60.0) -> BridgeProcess:
-        env = {**os.environ, "COLUMNS": "200"}
         # Port 0: the bridge binds a free port itself and logs it (a port probed free here could
         # be taken by some client's outgoing connection before the bridge binds it).
-        argv = [*self.argv, "--metrics-port", "0"]
-        with self.log.open("ab") as fh:
-            self.proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"bridge exited with {self.proc.returncode}; log:\n{self.log.read_text()}")
-            text = self.log.read_text(errors="replace")
-            if text.count("bridge running") > self._starts:
-                self._starts += 1
-                ports = re.findall(r"metrics: http://[\d.]+:(\d+)/metrics", text)
-                self.port = int(ports[-1])
-                return self
-            time.sleep(0.2)
-        raise TimeoutError(f"bridge did not come up within {timeout_s} s; log:\n{self.log.read_text()}")
+        argv = [
+            "ingest", "--instance", instance, "--share-group", share_group,
+            "--receive-maximum", str(receive_maximum), "--session-expiry", "300",
+            "--log-interval", "2", "--leave", *extra, "--metrics-port", "0",
+        ]  # fmt: skip
+        super().__init__(log, argv, ready="bridge running", name=f"bridge {instance}")
+        self.instance = instance
+        self.port = 0
+
+    def on_ready(self) -> None:
+        self.port = int(re.findall(r"metrics: http://[\d.]+:(\d+)/metrics", self.log_text())[-1])
 
     def metrics(self) -> dict[str, float]:
         """Counters and gauges from the Prometheus endpoint (rejections summed per reason)."""
@@ -162,37 +139,6 @@ class BridgeProcess:
                 reason = re.search(r'reason="([^"]*)"', labels)
                 out[f"{name}:{reason.group(1)}" if reason else name] = float(value)
         return out
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def ensure_stopped(self) -> None:
-        """Teardown: never leave a bridge running (it would keep writing every device's fixes)."""
-        if self.proc is not None and self.proc.poll() is None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.stop(30)
-
-    def stop(self, timeout_s: float = 60.0) -> int:
-        """SIGTERM and wait for the graceful shutdown; returns the exit code."""
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-            raise
-
-    def __enter__(self) -> BridgeProcess:
-        return self.start()
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 def fixes_of(

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,25 +10,13 @@ import pytest
 import yaml
 
 from fleetwatch.settings import Settings
-from fleetwatch.stack import StackError, down, ensure_up
+from fleetwatch.stack import down
 from tests.notify.conftest import Orgs, envelope, make_alert
 from tests.notify.receivers import Endpoint, Receivers
+from tests.service import ServiceProcess, stack_up_again
 from tests.sink.helpers import produce, scratch_topic, wait_for
 
 pytestmark = pytest.mark.integration
-FLEETWATCH = str(Path(sys.executable).with_name("fleetwatch"))
-
-
-def _bring_postgres_back(settings: Settings, timeout_s: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            ensure_up(settings)
-            return
-        except StackError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(3)
 
 
 def test_notifier_waits_out_a_database_outage_and_stops_cleanly(
@@ -46,11 +30,10 @@ def test_notifier_waits_out_a_database_outage_and_stops_cleanly(
         "routes": [{"name": f"{orgs.child}-proc", "org": orgs.child, "channels": ["hook"]}],
     }))  # fmt: skip
     topic = scratch_topic(database, f"fw-test-alerts-{unique}")
-    env = {**os.environ, "FW_TEST_HOOK_SECRET": "proc-secret", "FLEETWATCH_NOTIFY_GROUP": f"g-{unique}",
+    env = {"FW_TEST_HOOK_SECRET": "proc-secret", "FLEETWATCH_NOTIFY_GROUP": f"g-{unique}",
            "FLEETWATCH_NOTIFY_BACKOFF_SECONDS": "1"}  # fmt: skip
-    log = (tmp_path / "notify.log").open("w")
-    proc = subprocess.Popen([FLEETWATCH, "notify", "run", "--routes", str(routes), "--topic", topic],
-                            stdout=log, stderr=subprocess.STDOUT, env=env)  # fmt: skip
+    argv = ["notify", "run", "--routes", str(routes), "--topic", topic]
+    notifier = ServiceProcess(tmp_path / "notify.log", argv, ready="notify:", env=env).start()
     first = make_alert(orgs.child, f"苏N{unique[:5]}", datetime(2026, 11, 27, 13, 0, tzinfo=UTC))
     second = make_alert(orgs.child, f"苏P{unique[:5]}", datetime(2026, 11, 27, 14, 0, tzinfo=UTC))
     try:
@@ -60,17 +43,14 @@ def test_notifier_waits_out_a_database_outage_and_stops_cleanly(
         try:
             produce(database, topic, [(b"k", envelope(second, 1)), (b"k", envelope(second, 1))])
             time.sleep(12)
-            assert proc.poll() is None, "the notifier died while the database was down"
+            assert notifier.running, "the notifier died while the database was down"
         finally:
-            _bring_postgres_back(database)
+            stack_up_again(database)
         wait_for(lambda: len(hook.accepted) == 2, 90, "second alert delivered after the outage")
         time.sleep(3)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
+        assert notifier.stop(30) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        log.close()
-    output = (tmp_path / "notify.log").read_text()
+        notifier.ensure_stopped()
+    output = notifier.log_text()
     assert [d["alert"]["alert_id"] for d in hook.accepted] == [first.alert_id, second.alert_id]
     assert "database unavailable" in output and "records" in output

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -13,14 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from fleetwatch.kafka_io import create_topic, make_producer
-from fleetwatch.records import Fix
+from fleetwatch.records import Alert, Fix, Severity, Trip
 from fleetwatch.settings import Settings
+from simulator._world import Vehicle
 from sink.registry import make_sinks
 from sink.runner import SinkRunner, SinkStats
 from store.db import connect
+from store.registry import DeviceRow, OrgRow, VehicleRow, upsert_registry
 from tests.ingest.helpers import wait_for
-
-FLEETWATCH = str(Path(sys.executable).with_name("fleetwatch"))
+from tests.service import ServiceProcess
 
 __all__ = ["wait_for"]  # re-exported: the ingest tests' poller serves here too
 
@@ -77,40 +74,14 @@ def position_counts(settings: Settings, device_prefix: str) -> tuple[int, int]:
     return int(rows[0][0]), int(rows[0][1])
 
 
-class SinkProcess:
+class SinkProcess(ServiceProcess):
     """`fleetwatch sink` as a child process, so a test can SIGKILL it."""
 
     def __init__(self, log: Path, overrides: dict[str, str], group: str, dlq: str, **env: str) -> None:
-        self.log = log
-        self.argv = [FLEETWATCH, "sink", "--group", group, "--dlq-topic", dlq, "--log-interval", "2"]
+        argv = ["sink", "--group", group, "--dlq-topic", dlq, "--log-interval", "2"]
         for table, topic in overrides.items():
-            self.argv += ["--table", table, "--topic", f"{table}={topic}"]
-        self.env = {**os.environ, "COLUMNS": "200", **env}
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, *extra: str) -> SinkProcess:
-        with self.log.open("ab") as fh:
-            argv = [*self.argv, *extra]
-            self.proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=self.env)
-        return self
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def wait(self, timeout_s: float) -> int:
-        assert self.proc is not None
-        return self.proc.wait(timeout_s)
-
-    def ensure_stopped(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+            argv += ["--table", table, "--topic", f"{table}={topic}"]
+        super().__init__(log, argv, ready="sink running", env=env, name="sink")
 
 
 def start_group_at_end(settings: Settings, group: str, topic: str) -> dict[int, int]:
@@ -157,3 +128,49 @@ class SinkThread:
         self.thread.join(60)
         if self.error is not None:
             raise self.error
+
+
+# The chain's registration and comparisons (tests/sink/test_chain_integration.py, tests/faults/).
+
+AlertKey = tuple[str, str, datetime, datetime | None, str]
+TripKey = tuple[str, datetime, datetime, int]
+
+
+def alert_keys(alerts: Iterable[Alert]) -> set[AlertKey]:
+    # An alert without a severity is stored yellow (as the sink does for alerts written before v1 had one).
+    return {(a.alert_id, a.type.value, a.start, a.end, (a.severity or Severity.YELLOW).value) for a in alerts}
+
+
+def trip_keys(trips: Iterable[Trip]) -> set[TripKey]:
+    return {(t.trip_id, t.start, t.end, t.fix_count) for t in trips}
+
+
+def register(settings: Settings, vehicles: list[Vehicle]) -> None:
+    """The org tree, vehicles and devices of the world; rows an earlier run left for the same
+    vehicles (plates repeat across namespaces) are removed, so only this run's output is compared."""
+    ids = [v.vehicle_id for v in vehicles]
+    units = {v.unit.org_id: v.unit for v in vehicles}
+    with connect(settings) as conn:
+        conn.execute("DELETE FROM alert_events WHERE alert_id IN "
+                     "(SELECT alert_id FROM alerts WHERE vehicle_id = ANY(%s))", (ids,))  # fmt: skip
+        conn.execute("DELETE FROM alerts WHERE vehicle_id = ANY(%s)", (ids,))
+        conn.execute("DELETE FROM trips WHERE vehicle_id = ANY(%s)", (ids,))
+        upsert_registry(
+            conn,
+            [OrgRow("js", "江苏省", None), *(OrgRow(c, c, "js") for c in {u.city for u in units.values()}),
+             *(OrgRow(u.org_id, u.name, u.city) for u in units.values())],
+            [VehicleRow(v.vehicle_id, v.org) for v in vehicles],
+            [DeviceRow(v.device_id, v.vehicle_id) for v in vehicles],
+        )  # fmt: skip
+
+
+def stored_alerts(settings: Settings, vehicles: list[str]) -> set[AlertKey]:
+    rows = query(settings, "SELECT alert_id, type, start_at, end_at, severity FROM alerts "
+                 "WHERE vehicle_id = ANY(%s) AND status <> 'retracted'", (vehicles,))  # fmt: skip
+    return {(r[0], r[1], r[2], r[3], r[4]) for r in rows}
+
+
+def stored_trips(settings: Settings, vehicles: list[str]) -> set[TripKey]:
+    rows = query(settings, "SELECT trip_id, start_at, end_at, fix_count FROM trips "
+                 "WHERE vehicle_id = ANY(%s) AND NOT retracted", (vehicles,))  # fmt: skip
+    return {(r[0], r[1], r[2], r[3]) for r in rows}

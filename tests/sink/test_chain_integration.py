@@ -6,21 +6,27 @@ once; the alerts and trips in the database equal their topics folded to the fina
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from fleetwatch import topics
 from fleetwatch.kafka_io import create_topic, delete_topic
-from fleetwatch.records import Alert, Severity, Trip, parse_fix
+from fleetwatch.records import parse_fix
 from fleetwatch.settings import Settings
 from registry import remove
-from simulator._world import Vehicle
-from store.db import connect
-from store.registry import DeviceRow, OrgRow, VehicleRow, upsert_registry
-from tests.sink.helpers import SinkThread, query, start_group_at_end, wait_for
+from tests.sink.helpers import (
+    SinkThread,
+    alert_keys,
+    query,
+    register,
+    start_group_at_end,
+    stored_alerts,
+    stored_trips,
+    trip_keys,
+    wait_for,
+)
 from tests.streams.worker.harness import (
     Bench,
     bridge_for,
@@ -37,50 +43,6 @@ pytestmark = pytest.mark.integration
 #: Every alert type, an order that exempts one, a late upload and a power cut, on one vehicle each.
 SCENARIOS = ["workday", "night", "dwell_ktv", "order_off_hours", "out_of_area", "depot_night", "overspeed",
              "offline_late_upload", "power_cut"]  # fmt: skip
-
-AlertKey = tuple[str, str, datetime, datetime | None, str]
-TripKey = tuple[str, datetime, datetime, int]
-
-
-def alert_keys(alerts: Iterable[Alert]) -> set[AlertKey]:
-    # An alert without a severity is stored yellow (as the sink does for alerts written before v1 had one).
-    return {(a.alert_id, a.type.value, a.start, a.end, (a.severity or Severity.YELLOW).value) for a in alerts}
-
-
-def trip_keys(trips: Iterable[Trip]) -> set[TripKey]:
-    return {(t.trip_id, t.start, t.end, t.fix_count) for t in trips}
-
-
-def register(settings: Settings, vehicles: list[Vehicle]) -> None:
-    """The org tree, vehicles and devices of the world; rows an earlier run left for the same
-    vehicles (plates repeat across namespaces) are removed, so only this run's output is compared."""
-    ids = [v.vehicle_id for v in vehicles]
-    units = {v.unit.org_id: v.unit for v in vehicles}
-    with connect(settings) as conn:
-        conn.execute("DELETE FROM alert_events WHERE alert_id IN "
-                     "(SELECT alert_id FROM alerts WHERE vehicle_id = ANY(%s))", (ids,))  # fmt: skip
-        conn.execute("DELETE FROM alerts WHERE vehicle_id = ANY(%s)", (ids,))
-        conn.execute("DELETE FROM trips WHERE vehicle_id = ANY(%s)", (ids,))
-        upsert_registry(
-            conn,
-            [OrgRow("js", "江苏省", None), *(OrgRow(c, c, "js") for c in {u.city for u in units.values()}),
-             *(OrgRow(u.org_id, u.name, u.city) for u in units.values())],
-            [VehicleRow(v.vehicle_id, v.org) for v in vehicles],
-            [DeviceRow(v.device_id, v.vehicle_id) for v in vehicles],
-        )  # fmt: skip
-
-
-def stored_alerts(settings: Settings, vehicles: list[str]) -> set[AlertKey]:
-    rows = query(settings, "SELECT alert_id, type, start_at, end_at, severity FROM alerts "
-                 "WHERE vehicle_id = ANY(%s) AND status <> 'retracted'", (vehicles,))  # fmt: skip
-    return {(r[0], r[1], r[2], r[3], r[4]) for r in rows}
-
-
-def stored_trips(settings: Settings, vehicles: list[str]) -> set[TripKey]:
-    rows = query(settings, "SELECT trip_id, start_at, end_at, fix_count FROM trips "
-                 "WHERE vehicle_id = ANY(%s) AND NOT retracted", (vehicles,))  # fmt: skip
-    return {(r[0], r[1], r[2], r[3]) for r in rows}
-
 
 def test_scenarios_through_worker_and_sink_land_once_and_equal_detect(
     database: Settings, unique: str, tmp_path: Path

@@ -86,6 +86,11 @@ def test_kafka_cluster_id_is_kafka_uuid_text() -> None:
     assert len(base64.urlsafe_b64decode(cid + "==")) == 16
 
 
+def test_kafka_cluster_id_never_looks_like_an_option() -> None:
+    # One random id in 64 started with "-": `kafka-storage format -t -x…` then failed to parse.
+    assert not any(_kafka.new_cluster_id().startswith("-") for _ in range(3000))
+
+
 def test_kafka_pinned_release_is_4x() -> None:
     assert _kafka.pinned_version().startswith("4.")
 

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from fleetwatch.settings import Settings
-from fleetwatch.stack import add_devices, remove_devices
 from fleetwatch.stack._mosquitto import paths
+from registry import remove
 from simulator import _mqtt
+from tests.registry.helpers import register_test_devices
 
 pytestmark = pytest.mark.integration
 
@@ -21,9 +22,9 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def device(stack: Settings, unique: str) -> Iterator[tuple[str, str]]:
     device_id, password = f"tls-{unique}", secrets.token_urlsafe(16)
-    add_devices(stack, [(device_id, f"TLS{unique}", password)])
+    register_test_devices(stack, [(device_id, f"TLS{unique}", password)])
     yield device_id, password
-    remove_devices(stack, [device_id])
+    remove(stack, [device_id])
 
 
 def _pub(stack: Settings, cafile: Path, device: tuple[str, str], host: str = "127.0.0.1"

@@ -5,10 +5,7 @@ with `fleetwatch detect` over the very fixes that landed in Kafka."""
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,59 +25,21 @@ from simulator._scenarios import SCENARIOS
 from simulator.cli import register_world
 from streams.core import Context, DetectionResult, OrderBook, detect_lines
 from streams.worker.app import internal_topics
-from tests.ingest.helpers import FLEETWATCH, BridgeProcess, wait_for
+from tests.ingest.helpers import BridgeProcess, wait_for
 from tests.registry.helpers import ensure_migrated
+from tests.service import FLEETWATCH, ServiceProcess
 from tests.streams.worker.fold import Folded, fold_topic
 
 FAULTS = FaultConfig(duplicates=0.12, reorder=0.06, late_bursts=2, malformed=0.01)
 OUTPUTS = (topics.ALERTS, topics.TRIPS, topics.OPS, topics.VEHICLE_STATE, topics.WORKER_DLQ)
 
 
-class WorkerProcess:
+class WorkerProcess(ServiceProcess):
     """`fleetwatch worker` as a child process (so it can be SIGKILLed)."""
 
     def __init__(self, log: Path, name: str, argv: list[str], env: dict[str, str]) -> None:
-        self.log = log
-        self.name = name
-        self.argv = [FLEETWATCH, "worker", "--name", name, *argv]
-        self.env = {**os.environ, "COLUMNS": "200", **env}
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._starts = 0
-
-    def start(self, timeout_s: float = 90.0) -> WorkerProcess:
-        with self.log.open("ab") as fh:
-            self.proc = subprocess.Popen(self.argv, stdout=fh, stderr=subprocess.STDOUT, env=self.env)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited with {self.proc.returncode}; log:\n{self.tail()}")
-            if self.log.read_text(errors="replace").count(f"worker {self.name} started") > self._starts:
-                self._starts += 1
-                return self
-            time.sleep(0.3)
-        raise TimeoutError(f"worker {self.name} did not start within {timeout_s} s; log:\n{self.tail()}")
-
-    def tail(self, lines: int = 60) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def signal(self, signum: int) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signum)
-
-    def stop(self, timeout_s: float = 60.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+        super().__init__(log, ["worker", "--name", name, *argv], ready=f"worker {name} started", env=env,
+                         name=name)  # fmt: skip
 
 
 @dataclass
@@ -210,7 +169,22 @@ def publish(
     rate: float = 0.0,
     on_sent: Callable[[int], None] | None = None,
 ) -> int:
-    """Every message of the world (faults included) through Mosquitto as its own device, QoS 1.
+    """Every message of the world (faults included) through Mosquitto as its own device, QoS 1;
+    every one acknowledged (PUBACK)."""
+    stats = publish_counted(settings, world, tag, rate=rate, on_sent=on_sent)
+    assert stats.failed == 0
+    return world.dataset.count()
+
+
+def publish_counted(
+    settings: Settings,
+    world: World,
+    tag: str,
+    rate: float = 0.0,
+    on_sent: Callable[[int], None] | None = None,
+    drain_timeout: float = 300.0,
+) -> _mqtt.PublishStats:
+    """`publish` returning the publisher's counts (sent, acknowledged, not acknowledged).
 
     Client ids carry the test's tag: Mosquitto 2.0.11 was seen to segfault when a publisher
     resumed a session that an earlier, failed run had left with messages in flight."""
@@ -221,11 +195,9 @@ def publish(
                 on_sent(n)
             yield _mqtt.Outgoing(v.device_id, m.payload)
 
-    stats = _mqtt.publish(
-        settings, messages(), world.devices, rate=rate, client_tag=f"w{tag}", drain_timeout=300
+    return _mqtt.publish(
+        settings, messages(), world.devices, rate=rate, client_tag=f"w{tag}", drain_timeout=drain_timeout
     )
-    assert stats.failed == 0
-    return world.dataset.count()
 
 
 def telemetry_values(settings: Settings, topic: str) -> list[bytes]:
