@@ -76,6 +76,10 @@ class BridgeConfig:
     retry_initial_s: float = 0.5
     retry_max_s: float = 10.0
     drain_timeout_s: float = 30.0
+    #: Longest wait between MQTT reconnect attempts. Short on purpose: Mosquitto 2.0.11 restores our
+    #: shared subscription from its file after a restart but routes nothing to it until we subscribe
+    #: again, so what terminals publish before we are back is acknowledged to them and lost.
+    mqtt_reconnect_max_s: int = 2
     #: Limit this instance to these devices' topics (a canary, or a test that must not see the
     #: rest of the machine's traffic); empty = every device.
     only_devices: tuple[str, ...] = ()
@@ -280,7 +284,7 @@ class Bridge:
         client.username_pw_set(self.settings.mqtt_bridge_user, self.settings.secret("mqtt_bridge_password"))
         configure_tls(client, self.settings)
         client.manual_ack_set(True)
-        client.reconnect_delay_set(1, 10)
+        client.reconnect_delay_set(1, self.config.mqtt_reconnect_max_s)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe

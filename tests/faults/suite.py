@@ -29,6 +29,7 @@ from fleetwatch.records import ChangeOp, parse_change, parse_fix, parse_order
 from fleetwatch.settings import Settings
 from fleetwatch.stack import down, status
 from geofence import load_rules
+from ingest.bridge import BridgeConfig
 from registry import remove
 from streams.core import Context, OrderBook, detect_lines
 from tests.notify.receivers import Endpoint, Receivers
@@ -80,6 +81,7 @@ class Counts:
     fixes_lost: int = 0
     fixes_duplicated: int = 0  # rows beyond one per (device, seq, ts)
     loss_bound: int = 0  # rate x Mosquitto autosave interval
+    restart_bound: int = 0  # rate x (the bridge's longest reconnect wait + 2 s to connect and subscribe)
     lost_outside_window: int = 0  # lost fixes not sent in the autosave interval before the broker died
     lost_before_kill: int = 0  # of them, taken by the broker before it died (the autosave bound)
     lost_after_restart: int = 0  # taken by the restarted broker, never delivered to the bridge
@@ -114,7 +116,8 @@ class Counts:
             f"{self.fixes_sent:,}",
             f"{self.fixes_stored:,}",
             f"{self.fixes_lost:,} ({self.lost_before_kill:,} before the broker's kill, bound"
-            f" {self.loss_bound:,}; {self.lost_after_restart:,} after its restart)",
+            f" {self.loss_bound:,}; {self.lost_after_restart:,} after its restart,"
+            f" bound {self.restart_bound:,})",
             f"{self.fixes_duplicated:,}",
         )
         out.add_row(
@@ -332,6 +335,7 @@ def run_suite(
         messages = sum(1 for _ in world.dataset.messages())
         rate = messages / publish_seconds
         counts.loss_bound = math.ceil(rate * settings.mqtt_autosave_interval)
+        counts.restart_bound = math.ceil(rate * (BridgeConfig().mqtt_reconnect_max_s + 2.0))
         published: dict[str, Any] = {}
         handed: list[int] = []  # message numbers as the publisher takes them (in order)
         plan = fault_plan(settings, pipe, pg_outage_s)

