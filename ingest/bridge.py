@@ -260,7 +260,8 @@ class Bridge:
         self._client.disconnect(properties=props)
         # paho's loop_stop does not wait for queued packets: without this the last PUBACKs can be
         # left unsent, and the broker redelivers (duplicates) what Kafka already holds. on_disconnect
-        # runs once the DISCONNECT, queued after them, has been written.
+        # runs once the DISCONNECT, queued after them, has been written; loop_stop then waits for
+        # the client's graceful close (the broker must also *read* them: BufferedClient).
         deadline = time.monotonic() + 5.0
         while self._connected.is_set() and time.monotonic() < deadline:
             time.sleep(0.01)
