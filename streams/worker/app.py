@@ -36,7 +36,7 @@ from fleetwatch import topics
 from fleetwatch.settings import Settings
 from streams.worker.config import RulesWatch
 from streams.worker.engine import Engine, EngineConfig, Out, Source, utcnow
-from streams.worker.intake import Intake, IntakeApp, track
+from streams.worker.intake import Intake, IntakeApp, take_on
 from streams.worker.state_store import VehicleSlot, dump_slot, load_slot
 
 log = logging.getLogger("fleetwatch.worker")
@@ -218,6 +218,7 @@ class Worker:
 
     async def _on_assigned(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         assigned: set[TP] = args[0] if args else kwargs.get("assigned", set())
+        self.app.intake.forget(assigned)
         mine = sorted(tp.partition for tp in assigned if tp.topic == self.options.telemetry_topic)
         log.info("assigned telemetry partitions %s", mine)
         await self._send([self.engine.ops("partitions_assigned", {"partitions": mine})])
@@ -228,7 +229,7 @@ class Worker:
         """The one reader of the intake (concurrency 1): batch after batch, in fetch order."""
         intake = self.app.intake
         while True:
-            records = track(self.app, await intake.take(self.settings.worker_batch_size))
+            records = await take_on(self.app, await intake.take(self.settings.worker_batch_size))
             try:
                 await self._batch(records)
             except Exception as exc:
@@ -385,6 +386,7 @@ class Worker:
         restores the states from the changelog and reads the unacknowledged records again)."""
         revoked: set[TP] = args[0] if args else kwargs.get("revoked", set())
         gone = {tp.partition for tp in revoked if tp.topic == self.options.telemetry_topic}
+        self.app.intake.forget(revoked)
         for tp in revoked:
             self._pending.pop(tp, None)
         for key in list(self.table.data.keys()):

@@ -5,10 +5,11 @@ integration tests: equivalence, kill -9, workers joining)."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 from faust.types import Message
 
-from streams.worker.intake import Intake, IntakeApp, IntakeConsumer, track
+from streams.worker.intake import Intake, IntakeApp, IntakeConsumer, take_on
 
 
 def _app() -> IntakeApp:
@@ -52,13 +53,23 @@ def test_a_rebalance_drops_queued_fetches_and_holds_new_ones_until_flow_resumes(
     assert asyncio.run(run()) == (True, True, True)
 
 
-def test_only_records_of_the_current_generation_are_taken_on_and_tracked() -> None:
-    async def run() -> tuple[list[int], int]:
+def test_records_are_taken_on_in_offset_order_of_the_current_generation_once() -> None:
+    async def run() -> tuple[list[int], list[int], list[int], int]:
         app = _app()
         assert isinstance(app.consumer, IntakeConsumer)
         app.consumer_generation_id = 3
-        taken = track(app, [_message(0, 2), _message(1, 3), _message(2, 3)])
-        return [m.offset for m in taken], len(app.consumer.unacked)
+        # offset 0 was fetched before the rebalance: it is read again from the committed offset
+        first = await take_on(app, [_message(0, 2), _message(1, 3), _message(2, 3)])
+        # a re-read of 1..2 after a seek, then 3: only 3 is new
+        again = await take_on(app, [_message(1, 3), _message(2, 3), _message(3, 3)])
+        # the partition was sought back to 4; records after the hole fetched before the seek
+        # took effect are left out until 4 comes
+        tp = _message(0, 3).tp
+        app.intake.rereading[tp] = (4, time.monotonic() + 60)
+        late = await take_on(app, [_message(6, 3), _message(7, 3)])
+        late += await take_on(app, [_message(4, 3), _message(5, 3)])
+        return [m.offset for m in first], [m.offset for m in again], [m.offset for m in late], len(
+            app.consumer.unacked
+        )
 
-    # the record fetched before the rebalance is read again from the committed offset
-    assert asyncio.run(run()) == ([1, 2], 2)
+    assert asyncio.run(run()) == ([1, 2], [3], [4, 5], 5)
