@@ -159,7 +159,10 @@ async def take_on(app: IntakeApp, records: list[Message]) -> list[Message]:
     for tp, offset in holes.items():
         log.warning("%s: records from offset %d were dropped in a rebalance; reading them again", tp, offset)
         intake.rereading[tp] = (offset, now + REREAD_GIVE_UP_SECONDS)
-        await consumer.seek(tp, offset)
+    if holes:
+        # in the consumer's own thread (aiokafka is not thread-safe: a seek from this thread
+        # can leave its fetcher waiting for a wake-up that never comes)
+        await consumer.seek_wait(holes)
     # what faust's streams tell its monitor, whose livelock check reads it
     for tp in {m.tp for m in taken}:
         app.monitor.stream_inbound_time[tp] = now
