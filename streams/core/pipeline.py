@@ -43,7 +43,7 @@ from __future__ import annotations
 import heapq
 import pickle
 from array import array
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -301,51 +301,23 @@ def _late(st: VehicleState, row: bytes, fix: Fix, vc: VehicleContext, ctx: Conte
         }
         return [Event(EventKind.LATE_FIX, f"{fix.device_id}:{fix.seq}", None, detail)]
     st.reevaluated += 1
-    diff, _ = replay(st, snaps[-1], ctx, reason="late fix", late=(row, fix))
-    return diff
-
-
-def replay(
-    st: VehicleState,
-    snapshot: int,
-    ctx: Context,
-    *,
-    reason: str,
-    late: tuple[bytes, Fix] | None = None,
-    then: Callable[[VehicleState], list[Event]] | None = None,
-) -> tuple[list[Event], int]:
-    """Re-evaluation, for a late fix (`late`: its row and fix) or changed inputs (an order):
-    restore the core from checkpoint `snapshot`, replay the rows released since (the late one in
-    its place), run `then` on the result, and return what differs from what was emitted since
-    the checkpoint (new or changed records: same keys, so upserts; a RETRACT for each that no
-    longer holds, with reason "exempted" and the order if an order now exempts it, else
-    `reason`) and how many rows were replayed."""
-    vc = ctx.vehicle(st.vehicle_id)
-    snap = st.snapshots[snapshot]
-    rows = st.history.since(snap.index)
-    if late is not None:
-        rows = sorted([*rows, late[0]], key=lambda r: order_key(r, st.devices))
+    k = snaps[-1]
+    snap = st.snapshots[k]
+    replay = sorted([*st.history.since(snap.index), row], key=lambda r: order_key(r, st.devices))
     old = _final_by_key(e for i, e in st.emitted if i >= snap.index)
     st.history.truncate(snap.index)
-    st.snapshots = st.snapshots[: snapshot + 1]  # keep the checkpoint itself (its ts bounds later replays)
+    st.snapshots = st.snapshots[: k + 1]  # keep the checkpoint itself (its ts bounds later replays)
     st.emitted = [(i, e) for i, e in st.emitted if i < snap.index]
     st.core = _thaw(pickle.loads(snap.core))
     new_events: list[Event] = []
-    for r in rows:
-        new_events.extend(_apply(st, r, late[1] if late is not None and r == late[0] else None, vc, ctx))
-    if then is not None:
-        new_events.extend(then(st))
+    for r in replay:
+        new_events.extend(_apply(st, r, fix if r == row else None, vc, ctx))
     new = _final_by_key(new_events)
     diff = [_noting_lower_severity(e, old.get(key)) for key, e in new.items() if old.get(key) != e]
     for key, e in old.items():
-        if key in new or e.kind not in (EventKind.ALERT, EventKind.TRIP):
-            continue
-        detail: dict[str, Any] = {"what": e.kind.value, "reason": reason}
-        exempted = new.get("exempt:" + key)
-        if exempted is not None:
-            detail.update(reason="exempted", order_id=exempted.detail.get("order_id"))
-        diff.append(Event(EventKind.RETRACT, key, None, detail))
-    return diff, len(rows)
+        if key not in new and e.kind in (EventKind.ALERT, EventKind.TRIP):
+            diff.append(Event(EventKind.RETRACT, key, None, {"what": e.kind.value, "reason": "late fix"}))
+    return diff
 
 
 def _noting_lower_severity(new: Event, old: Event | None) -> Event:

@@ -19,14 +19,14 @@ tests drive the clock by hand.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from fleetwatch.records import Alert, AlertType, Fix, Severity
 from streams.core.context import Context
 from streams.core.detector import LastFix, severity_of
 from streams.core.events import Event, EventKind, alert_event
-from streams.core.packed import History, unpack
+from streams.core.packed import unpack
 from streams.core.pipeline import VehicleState, flush, process
 
 
@@ -94,10 +94,8 @@ def close_provisionally(state: VehicleState, ctx: Context) -> list[Event]:
     """What `flush(state, ctx)` (end of input) would emit, without ending anything: computed on a
     copy, so a vehicle that reports again continues its trip, visit or episode, and the later
     records carry the same ids (upserts). The events are remembered in the state's emitted list,
-    so a later re-evaluation retracts any that no longer hold. The copy leaves out the replay
-    history (flush does not read it; it is most of a state's size)."""
-    history = History(base=state.history.end)
-    events = flush(copy.deepcopy(replace(state, history=history, snapshots=[], emitted=[])), ctx)
+    so a later re-evaluation retracts any that no longer hold."""
+    events = flush(copy.deepcopy(state), ctx)
     index = state.history.end - 1
     state.emitted.extend((index, e) for e in events)
     return events
