@@ -6,10 +6,14 @@
 1. `simulate fleet` writes the day; every line goes onto a fresh 6-partition topic keyed by
    vehicle_id (kafka-python, lz4 batches, as the bridge writes them).
 2. Baselines over the very same records: a bare aiokafka consume loop (no processing), and
-   `detect_lines` (the detection core offline: parse + all detectors) over the values read back.
+   `detect_lines` (the detection core offline: parse + all detectors) over the values read back,
+   run before and again after the worker (the ratio uses the mean of the two).
 3. One worker (all detectors, default settings) drains the topic from the beginning: fixes/s from
    "ready" until its committed offsets reach the end; the changelog bytes it wrote per fix;
-   its RSS (current and peak) per 1,000 vehicles.
+   its RSS (current and peak) per 1,000 vehicles. The machine may be shared: the CPU time of
+   detect and of the worker process (all threads) gives a ratio that other load does not move,
+   and the load average during the worker's run is printed with the figures (on a busy shared
+   machine both ratios still move from run to run: run it several times, take the median).
 4. Recovery: the worker is restarted on the same group; the time faust takes to restore every
    vehicle's state from the changelog (its "Restoring state" -> "Recovery complete" log lines)
    and from process start to ready.
@@ -22,6 +26,7 @@ import asyncio
 import os
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,7 +55,7 @@ from fleetwatch.kafka_io import (
 from fleetwatch.records import parse_order
 from fleetwatch.settings import Settings
 from geofence import load_rules
-from streams.core import Context, OrderBook, detect_lines
+from streams.core import Context, DetectionResult, OrderBook, detect_lines
 from streams.worker.app import internal_topics
 
 console = Console()
@@ -109,6 +114,12 @@ def _rss_kb(pid: int) -> tuple[int, int]:
     return rss, peak
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, all threads) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _start_worker(
     env: dict[str, str], log: Path, argv: list[str], name: str
 ) -> tuple[subprocess.Popen[bytes], float]:
@@ -162,7 +173,7 @@ def main() -> None:
 
     with console.status("bare aiokafka consume loop"):
         bare_s = asyncio.run(_bare_consume(settings, telemetry, total))
-    with console.status("detect over the same records"):
+    with console.status("reading the records back"):
         values = [bytes(r.value) for r in read_topic(settings, telemetry, timeout_s=300)]
         rules = load_rules(work / "world" / "rules.yaml")
         orders_path = work / "world" / "orders.jsonl"
@@ -171,9 +182,14 @@ def main() -> None:
             if orders_path.exists()
             else OrderBook()
         )
-        t0 = time.perf_counter()
+
+    def run_detect() -> tuple[DetectionResult, float, float]:
+        t0, cpu0 = time.perf_counter(), time.process_time()
         result = detect_lines(values, Context(rules, book), now=_NO_FUTURE)
-        detect_s = time.perf_counter() - t0
+        return result, time.perf_counter() - t0, time.process_time() - cpu0
+
+    with console.status("detect over the same records"):
+        result, detect_before_s, detect_before_cpu_s = run_detect()
 
     env = {
         **os.environ,
@@ -193,14 +209,16 @@ def main() -> None:
     proc, _ = _start_worker(env, log, argv, "bench")
     probe = make_consumer(settings, group_id=group)
     parts = [KTopicPartition(telemetry, p) for p in sorted(end_offsets(settings, telemetry))]
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), _cpu_s(proc.pid)
+    load = [os.getloadavg()[0]]
     peak_rss = 0
     with console.status("worker draining the topic") as status:
         while (done := _committed(probe, parts)) < total:
             status.update(f"worker draining the topic: {done:,} / {total:,}")
             peak_rss = max(peak_rss, _rss_kb(proc.pid)[0])
+            load.append(os.getloadavg()[0])
             time.sleep(0.5)
-    worker_s = time.perf_counter() - t0
+    worker_s, worker_cpu_s = time.perf_counter() - t0, _cpu_s(proc.pid) - cpu0
     probe.close()
     rss_kb, hwm_kb = _rss_kb(proc.pid)
     proc.send_signal(signal.SIGTERM)
@@ -209,6 +227,12 @@ def main() -> None:
     writes = re.findall(r"state writes\s*│\s*([\d,]+) \(([\d,]+) bytes\)", text)
     state_writes, state_bytes = (int(x.replace(",", "")) for x in writes[-1]) if writes else (0, 0)
     fixes = result.fixes
+    # detect again, after the worker: the baseline is the mean of both runs, so load that changes
+    # over the run moves both sides alike
+    with console.status("detect over the same records, again"):
+        _, detect_after_s, detect_after_cpu_s = run_detect()
+    detect_s = (detect_before_s + detect_after_s) / 2
+    detect_cpu_s = (detect_before_cpu_s + detect_after_cpu_s) / 2
 
     restart_log = work / "worker-restart.log"
     proc2, ready_s = _start_worker(env, restart_log, argv, "bench2")
@@ -226,10 +250,24 @@ def main() -> None:
     table.add_column("ratio", justify="right")
     table.add_row("bare aiokafka consume loop", f"{total / bare_s:,.0f} records/s", "")
     table.add_row(
-        "detect (core offline, same records)", f"{total / detect_s:,.0f} records/s", "1.00 (baseline)"
+        "detect (core offline, same records; before / after the worker)",
+        f"{total / detect_before_s:,.0f} / {total / detect_after_s:,.0f} records/s",
+        "mean: 1.00 (baseline)",
     )
     table.add_row("worker (1 process, all detectors)", f"{total / worker_s:,.0f} records/s",
                   f"{detect_s / worker_s:.2f} of detect; {bare_s / worker_s:.3f} of bare")  # fmt: skip
+    # CPU time moves less than wall time with what else the machine runs meanwhile (not nothing:
+    # on a loaded 2-core box CPU rates were seen to vary 2x between runs)
+    table.add_row(
+        "detect: CPU time (mean)", f"{total / detect_cpu_s:,.0f} records per CPU-s", "1.00 (baseline)"
+    )
+    table.add_row(
+        "worker: CPU time (all its threads)",
+        f"{total / worker_cpu_s:,.0f} records per CPU-s",
+        f"{detect_cpu_s / worker_cpu_s:.2f} of detect",
+    )
+    table.add_row("load average while the worker ran", f"{statistics.median(load):.1f} (median)",
+                  f"{min(load):.1f}-{max(load):.1f}; {os.cpu_count()} CPUs")  # fmt: skip
     table.add_row("changelog writes", f"{state_writes:,} ({state_writes / max(fixes, 1):.3f} per fix)", "")
     table.add_row(
         "changelog bytes per fix",
