@@ -16,6 +16,7 @@ from evidence.build import build_evidence
 from fleetwatch.settings import Settings
 from store.db import connect
 from tests.store.test_access import psql
+from tests.workflow.helpers import seed_alert
 
 pytestmark = pytest.mark.integration
 FLEETWATCH = str(Path(sys.executable).with_name("fleetwatch"))
@@ -32,16 +33,7 @@ def _rows(settings: Settings, target: str) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def alert_id(database: Settings, unique: str) -> str:
-    alert_id = f"au{unique}" + "0" * 20
-    raised = datetime.now(UTC) - timedelta(days=1)
-    with connect(database) as conn:
-        conn.execute("INSERT INTO orgs (org_id, name) VALUES (%s, 'audit')", (f"au{unique}",))
-        conn.execute(
-            "INSERT INTO alerts (alert_id, type, severity, vehicle_id, org, start_at, lat, lon, raised_at,"
-            " due_at, revision) VALUES (%s, 'off_hours', 'red', %s, %s, %s, 32.0, 118.8, %s, %s, 1)",
-            (alert_id, f"苏U{unique[:5]}", f"au{unique}", raised, raised, raised + timedelta(days=3)),
-        )
-    return alert_id
+    return seed_alert(database, f"au{unique}", f"苏U{unique[:5]}")
 
 
 def test_workflow_actions_are_audited_with_who_what_when_where(database: Settings, alert_id: str) -> None:

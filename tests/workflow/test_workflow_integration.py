@@ -11,6 +11,7 @@ import pytest
 
 from fleetwatch.settings import Settings
 from store.db import connect
+from tests.workflow.helpers import seed_alert
 
 pytestmark = pytest.mark.integration
 FLEETWATCH = str(Path(sys.executable).with_name("fleetwatch"))
@@ -22,16 +23,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def alert_id(database: Settings, unique: str) -> str:
-    alert_id = f"wf{unique}" + "0" * 20
-    raised = datetime.now(UTC) - timedelta(days=1)
-    with connect(database) as conn:
-        conn.execute("INSERT INTO orgs (org_id, name) VALUES (%s, 'wf')", (f"wf{unique}",))
-        conn.execute(
-            "INSERT INTO alerts (alert_id, type, severity, vehicle_id, org, start_at, lat, lon, raised_at,"
-            " due_at, revision) VALUES (%s, 'off_hours', 'red', %s, %s, %s, 32.0, 118.8, %s, %s, 1)",
-            (alert_id, f"苏W{unique[:5]}", f"wf{unique}", raised, raised, raised + timedelta(days=3)),
-        )
-    return alert_id
+    return seed_alert(database, f"wf{unique}", f"苏W{unique[:5]}")
 
 
 def test_ack_close_reopen_recorded_with_who_and_when(database: Settings, alert_id: str, unique: str) -> None:
