@@ -42,10 +42,14 @@ def test_every_part_killed_nothing_acknowledged_lost_nothing_doubled(
     assert counts.lost_outside_window == 0  # every lost fix was taken by the broker around its crash
     assert counts.lost_before_kill <= counts.loss_bound  # the documented autosave bound
     assert counts.fixes_stored == counts.fixes_on_kafka
-    # Alerts: the ground truth exactly once (if fixes were lost, only alerts they carried may be).
-    assert counts.alerts_duplicated == 0 and counts.alerts_unexpected == 0
+    # Alerts: never twice. The alerts table already equals `detect` over the fixes that reached Kafka
+    # (run_suite waits for it); against the ground truth over every fix sent it must be exact when
+    # nothing was lost. A lost fix at an alert's edge moves its start or end, so with losses an
+    # alert may differ from the truth's (counted as lost + unexpected, never hidden).
+    assert counts.alerts_duplicated == 0
     if counts.fixes_lost == 0:
-        assert counts.alerts_lost == 0 and counts.alerts_stored == counts.alerts_expected
+        assert counts.alerts_lost == 0 and counts.alerts_unexpected == 0
+        assert counts.alerts_stored == counts.alerts_expected
     assert counts.alerts_expected >= 5
     # Notifications: each owed notice sent once, nothing left pending or failed.
     assert counts.notifications_expected > 0
