@@ -10,6 +10,7 @@ so the publishing window is longer to keep fixes flowing through every fault.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import uuid
@@ -25,6 +26,10 @@ from store.db import connect
 from store.migrate import migrate
 from store.roles import ensure_service_logins
 from tests.faults.suite import run_suite
+
+# Benchmarks drive the services over scratch topics that their own Kafka ACLs rightly do not
+# cover: every client acts as the tooling principal, as in the tests (tests/conftest.py).
+os.environ.setdefault("FLEETWATCH_KAFKA_AS", "admin")
 
 console = Console(width=None if sys.stdout.isatty() else 150)
 

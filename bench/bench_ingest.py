@@ -42,6 +42,10 @@ from store.db import connect
 from store.migrate import migrate
 from store.registry import OrgRow
 
+# Benchmarks drive the services over scratch topics that their own Kafka ACLs rightly do not
+# cover: every client acts as the tooling principal, as in the tests (tests/conftest.py).
+os.environ.setdefault("FLEETWATCH_KAFKA_AS", "admin")
+
 console = Console()
 FLEETWATCH = str(Path(sys.executable).with_name("fleetwatch"))
 

@@ -46,6 +46,10 @@ from store.db import connect
 from store.migrate import migrate
 from store.roles import ensure_service_logins
 
+# Benchmarks drive the services over scratch topics that their own Kafka ACLs rightly do not
+# cover: every client acts as the tooling principal, as in the tests (tests/conftest.py).
+os.environ.setdefault("FLEETWATCH_KAFKA_AS", "admin")
+
 T = TypeVar("T")
 console = Console()
 TICK = os.sysconf("SC_CLK_TCK")

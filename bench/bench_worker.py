@@ -58,6 +58,10 @@ from geofence import load_rules
 from streams.core import Context, DetectionResult, OrderBook, detect_lines
 from streams.worker.app import internal_topics
 
+# Benchmarks drive the services over scratch topics that their own Kafka ACLs rightly do not
+# cover: every client acts as the tooling principal, as in the tests (tests/conftest.py).
+os.environ.setdefault("FLEETWATCH_KAFKA_AS", "admin")
+
 console = Console()
 EXE = str(Path(sys.executable).parent / "fleetwatch")
 _NO_FUTURE = datetime(9999, 1, 1).astimezone()
