@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol
@@ -73,6 +73,18 @@ def record_time(record: Record) -> datetime:
     return datetime.fromtimestamp(record.timestamp / 1000.0, UTC)
 
 
+def copy_rows(
+    cur: psycopg.Cursor[Any], table: str, columns: Sequence[tuple[str, str]], rows: Iterable[Row]
+) -> int:
+    """Binary COPY of ``rows`` into ``table``'s ``columns`` ((name, type) pairs); return the rows copied."""
+    names = ", ".join(name for name, _ in columns)
+    with cur.copy(f"COPY {table} ({names}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types([t for _, t in columns])
+        for row in rows:
+            copy.write_row(row)
+    return max(cur.rowcount, 0)
+
+
 @dataclass
 class StagedSink:
     """COPY rows (binary) into a per-session temporary staging table, then one set-based merge.
@@ -92,29 +104,25 @@ class StagedSink:
     def check(self, record: Record) -> None:
         self.decode(record)
 
-    def merge(self, cur: psycopg.Cursor[Any]) -> int:
-        """Run the merge over the staged rows; return how many rows it changed."""
-        cur.execute(self.merge_sql.format(stage=self.stage))
-        return max(cur.rowcount, 0)
-
     @property
     def stage(self) -> str:
         return f"stage_{self.table}"
 
     def write(self, cur: psycopg.Cursor[Any], rows: Sequence[Row]) -> int:
+        return self.write_staged(cur, rows, self.merge_sql)
+
+    def write_staged(self, cur: psycopg.Cursor[Any], rows: Sequence[Row], merge_sql: str) -> int:
+        """Stage ``rows`` and run ``merge_sql`` over ``{stage}``; return how many rows it changed."""
         if not rows:
             return 0
-        names = ", ".join(name for name, _ in self.columns)
         # Temporary: private to this session, no WAL; created once per connection.
         cur.execute(
             f"CREATE TEMP TABLE IF NOT EXISTS {self.stage} "
             f"({', '.join(f'{n} {t}' for n, t in self.columns)}) ON COMMIT DELETE ROWS"
         )
-        with cur.copy(f"COPY {self.stage} ({names}) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types([t for _, t in self.columns])
-            for row in rows:
-                copy.write_row(row)
-        changed = self.merge(cur)
+        copy_rows(cur, self.stage, self.columns, rows)
+        cur.execute(merge_sql.format(stage=self.stage))
+        changed = max(cur.rowcount, 0)
         # Emptied now, not only at commit: a retry in parts reuses the table in this transaction.
         cur.execute(f"TRUNCATE {self.stage}")
         return changed

@@ -162,8 +162,10 @@ class SinkRunner:
         """Consume until ``stop`` is set (or, with ``idle_exit_s``, until nothing came for that long).
 
         Two batches are in hand at most: while the database thread writes batch k, this thread
-        fetches and decodes batch k+1 (Python decoding and the server's merge overlap); batch k's
-        dead letters and offsets are settled before batch k+1 is handed over.
+        fetches and decodes batch k+1 (Python decoding and the server's writing overlap). Once
+        batch k is committed in the database, batch k+1 is handed over and batch k's dead
+        letters and offsets are settled while the database writes k+1 (a crash before k's
+        offsets are committed re-reads both batches; writes are idempotent).
         """
         last_record = last_progress = time.monotonic()
         in_db: _Batch | None = None
@@ -172,20 +174,20 @@ class SinkRunner:
                 batch = self._collect()
                 now = time.monotonic()
                 decoded = self._decode(batch) if batch else None
-                if in_db is not None:
-                    self._settle(in_db)
-                    in_db = None
+                committed = self._committed(in_db) if in_db is not None else None
                 if decoded is not None:
                     decoded.future = self._db_thread.submit(self._store, decoded.items)
-                    in_db = decoded
                     last_record = now
-                elif idle_exit_s is not None and now - last_record >= idle_exit_s:
+                if in_db is not None and committed is not None:
+                    self._settle(in_db, committed)
+                in_db = decoded
+                if decoded is None and idle_exit_s is not None and now - last_record >= idle_exit_s:
                     break
                 if progress_every_s and now - last_progress >= progress_every_s:
                     last_progress = now
                     self._log_progress()
             if in_db is not None:
-                self._settle(in_db)
+                self._settle(in_db, self._committed(in_db))
         finally:
             self.close()
         return self.stats
@@ -239,10 +241,15 @@ class SinkRunner:
                 decoded.dead.append(Refused(record, sink.table, Rejection.from_contract(exc)))
         return decoded
 
-    def _settle(self, batch: _Batch) -> None:
-        """Wait for the batch's database commit, then dead letters, then offsets (in that order)."""
+    @staticmethod
+    def _committed(batch: _Batch) -> Stored:
+        """Wait until the batch is committed in the database (or the write failed for good)."""
         assert batch.future is not None
-        changed, refused = batch.future.result()
+        return batch.future.result()
+
+    def _settle(self, batch: _Batch, committed: Stored) -> None:
+        """After the batch's database commit: its dead letters, then its offsets (in that order)."""
+        changed, refused = committed
         dead = batch.dead + refused
         self._send_dead_letters(dead)
         self._commit(batch.records)

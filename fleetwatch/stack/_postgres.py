@@ -228,13 +228,19 @@ def _ident(value: str) -> str:
     return '"' + value.replace('"', '""') + '"'
 
 
-def bootstrap_sql(user: str, password: str, database: str) -> tuple[str, str]:
-    """(SQL run in the postgres DB, SQL run in the app DB): role, database, extension; idempotent."""
+def bootstrap_sql(user: str, password: str, database: str, sink_user: str) -> tuple[str, str]:
+    """(SQL run in the postgres DB, SQL run in the app DB): roles, database, extension; idempotent."""
     server = (
         f"SELECT 'CREATE ROLE {_ident(user)} LOGIN' WHERE NOT EXISTS "
         f"(SELECT 1 FROM pg_roles WHERE rolname = {_literal(user)}) \\gexec\n"
         # CREATEROLE: `fleetwatch db migrate` creates the sink, dashboard and per-org roles.
         f"ALTER ROLE {_ident(user)} WITH LOGIN CREATEROLE PASSWORD {_literal(password)};\n"
+        # BYPASSRLS, which only a superuser grants: the sink COPYs straight into positions, and
+        # COPY refuses a table under row-level security (the writer's policies admit every row).
+        # `db migrate` makes it a login with its password.
+        f"SELECT 'CREATE ROLE {_ident(sink_user)}' WHERE NOT EXISTS "
+        f"(SELECT 1 FROM pg_roles WHERE rolname = {_literal(sink_user)}) \\gexec\n"
+        f"ALTER ROLE {_ident(sink_user)} BYPASSRLS;\n"
         f"SELECT 'CREATE DATABASE {_ident(database)} OWNER {_ident(user)}' WHERE NOT EXISTS "
         f"(SELECT 1 FROM pg_database WHERE datname = {_literal(database)}) \\gexec\n"
     )
@@ -268,7 +274,9 @@ def ensure_up(settings: Settings, password: str) -> str:
         run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(p.data), "-w", "-t", "60", "start",
                           "-l", str(p.log)]), SERVICE, "pg_ctl start", p.log, timeout=120)
         result = "started"
-    server_sql, app_sql = bootstrap_sql(settings.pg_user, password, settings.pg_database)
+    server_sql, app_sql = bootstrap_sql(
+        settings.pg_user, password, settings.pg_database, settings.pg_sink_user
+    )
     _psql_admin(settings, p, server_sql)
     _psql_admin(settings, p, app_sql, db=settings.pg_database)
     if not wait_until(lambda: _healthy(settings, password), 20):

@@ -104,9 +104,10 @@ def test_postgres_conf(tmp_path: Path) -> None:
 
 
 def test_postgres_bootstrap_sql_quotes_values() -> None:
-    server, app = _postgres.bootstrap_sql("fleet\"watch", "pa'ss", "db")
+    server, app = _postgres.bootstrap_sql("fleet\"watch", "pa'ss", "db", "si'nk")
     assert "ALTER ROLE \"fleet\"\"watch\" WITH LOGIN CREATEROLE PASSWORD 'pa''ss';" in server
     assert "WHERE rolname = 'fleet\"watch'" in server
+    assert "WHERE rolname = 'si''nk'" in server and "ALTER ROLE \"si'nk\" BYPASSRLS;" in server
     assert app == "CREATE EXTENSION IF NOT EXISTS timescaledb;\n"
 
 
