@@ -99,7 +99,8 @@ class VehicleOrgs:
             self._orgs = dict(cur.execute("SELECT vehicle_id, org FROM vehicles").fetchall())
             self._loaded_at = now
             return self._orgs
-        missing = [v for v in set(vehicle_ids) if v not in self._orgs]
+        # A NUL cannot be a registered id, nor a query parameter (the driver refuses it).
+        missing = [v for v in set(vehicle_ids) if v not in self._orgs and "\x00" not in v]
         if missing:
             sql = "SELECT vehicle_id, org FROM vehicles WHERE vehicle_id = ANY(%s)"
             self._orgs.update(cur.execute(sql, (missing,)).fetchall())

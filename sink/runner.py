@@ -76,6 +76,8 @@ class SinkStats:
 
 def is_record_error(exc: BaseException) -> bool:
     """True when the database (or the driver, encoding a value) refused a record's values."""
+    if isinstance(exc, psycopg.DataError) and exc.sqlstate is None:
+        return True  # the driver refused a value (e.g. a NUL in text) before sending it
     if isinstance(exc, psycopg.Error):
         state = exc.sqlstate
         return state is not None and state[:2] in RECORD_SQLSTATE_CLASSES

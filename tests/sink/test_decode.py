@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 import psycopg
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from kafka.consumer.fetcher import ConsumerRecord
 
 from fleetwatch.records import (
@@ -19,9 +21,11 @@ from fleetwatch.records import (
     Rejection,
     parse_change,
     parse_dead_letter,
+    parse_fix,
 )
 from sink.alerts import AlertsSink
-from sink.positions import PositionsSink
+from sink.positions import COLUMNS as POSITION_COLUMNS
+from sink.positions import PositionsSink, typed_fix
 from sink.registry import SINKS, make_sinks
 from sink.runner import Refused, is_record_error
 from sink.vehicle_state import VehicleStateSink
@@ -41,15 +45,84 @@ def test_every_table_has_one_sink_reading_its_own_topic() -> None:
         make_sinks(["nope"])
 
 
-def test_positions_leave_parsing_to_the_database_but_explain_with_the_contract() -> None:
-    raw = b'{"v": 1, "device_id": "d1"}'
-    text, received_at = PositionsSink().decode(record(raw))
-    assert text == raw.decode() and received_at == datetime(2025, 11, 24, 16, 0, tzinfo=UTC)
+FIX = {"v": 1, "device_id": "d-1", "vehicle_id": "苏A12345", "ts": "2026-11-21T10:00:00+08:00", "lat": 32.0,
+       "lon": 118.7, "speed_kmh": 40, "heading": 90.5, "acc": True, "seq": 7}  # fmt: skip
+KAFKA_TIME = datetime(2025, 11, 24, 16, 0, tzinfo=UTC)  # record()'s timestamp
+
+
+def test_positions_are_typed_in_the_sink_in_copy_order() -> None:
+    row = PositionsSink().decode(record(orjson.dumps(FIX | {"sats": 9, "alarm": 2**31, "fix_valid": False})))
+    assert dict(zip((name for name, _ in POSITION_COLUMNS), row, strict=False)) == {
+        "ts": datetime(2026, 11, 21, 2, tzinfo=UTC), "vehicle_id": "苏A12345", "device_id": "d-1", "seq": 7,
+        "lat": 32.0, "lon": 118.7, "speed_kmh": 40, "heading": 90.5, "ignition": True, "fix_valid": False,
+        "alarm": 2**31, "odometer_km": None, "alt_m": None, "sats": 9, "received_at": KAFKA_TIME}  # fmt: skip
+    assert len(row) == len(POSITION_COLUMNS) - 1  # the org is added when the batch is written
+
+
+@pytest.mark.parametrize(
+    ("raw", "field", "code"),
+    [
+        (b"{not json", None, "malformed_json"),
+        (b"\xff\xfe", None, "malformed_json"),  # "not UTF-8 text: byte 0xff at offset 0"
+        (b"[1, 2]", None, "malformed_json"),
+        (orjson.dumps(FIX | {"v": 2}), "v", "unknown_version"),
+        (orjson.dumps(FIX | {"v": True}), "v", "unknown_version"),
+        (orjson.dumps({k: v for k, v in FIX.items() if k != "lat"}), "lat", "missing_field"),
+        (orjson.dumps(FIX | {"acc": "yes"}), "acc", "bad_type"),  # a bool column would take it as true
+        (orjson.dumps(FIX | {"seq": True}), "seq", "bad_type"),
+        (orjson.dumps(FIX | {"seq": 2.5}), "seq", "bad_type"),
+        (orjson.dumps(FIX | {"seq": 2**63 + 5}), "seq", "out_of_range"),  # the contract's int, not bigint
+        (orjson.dumps(FIX | {"vehicle_id": 12345}), "vehicle_id", "bad_type"),
+        (orjson.dumps(FIX | {"ts": "2026-11-21T10:00:00"}), "ts", "naive_timestamp"),
+        (orjson.dumps(FIX | {"speed_kmh": 1e39}), "speed_kmh", "impossible_speed"),  # real would store inf
+        (orjson.dumps(FIX | {"sats": "9"}), "sats", "bad_type"),
+    ],
+)
+def test_a_fix_the_sink_cannot_type_is_explained_by_the_contract(
+    raw: bytes, field: str | None, code: str
+) -> None:
     with pytest.raises(ContractError) as err:
-        PositionsSink().check(record(raw))
-    assert err.value.code == "missing_field" and err.value.field == "vehicle_id"
-    with pytest.raises(ContractError, match="not UTF-8"):
-        PositionsSink().decode(record(b"\xff\xfe"))
+        PositionsSink().decode(record(raw))
+    assert (err.value.field, err.value.code) == (field, code)
+
+
+def test_ranges_are_left_to_the_bridge_and_the_table_but_check_explains_them() -> None:
+    far = record(orjson.dumps(FIX | {"lat": 95.0}))
+    assert PositionsSink().decode(far)[4] == 95.0  # the table's CHECK refuses it; the runner asks check()
+    with pytest.raises(ContractError) as err:
+        PositionsSink().check(far)
+    assert (err.value.field, err.value.code) == ("lat", "out_of_range")
+
+
+_FIELD_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1), st.floats(allow_nan=False),
+    st.text(max_size=5), st.sampled_from(["2026-11-21T10:00:00Z", " 2026-11-21T10:00:00+08:00 "]),
+    st.just([1]),
+)  # fmt: skip
+_FIELDS = [*FIX, "odometer_km", "alt_m", "sats", "alarm", "fix_valid"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    changes=st.dictionaries(st.sampled_from(_FIELDS), _FIELD_VALUES, max_size=3),
+    dropped=st.sets(st.sampled_from(list(FIX)), max_size=1),
+)
+def test_the_sink_types_every_fix_the_contract_accepts_as_the_contract_reads_it(
+    changes: dict[str, Any], dropped: set[str]
+) -> None:
+    """Every fix the contract (the bridge) accepts is typed, with the contract's values: the fast
+    path never dead-letters a valid fix. What it lets through that the contract refuses (ranges,
+    id formats) the bridge never writes; the table's CHECKs refuse the ranges all the same, and
+    `check` explains them (above)."""
+    doc = {k: v for k, v in (FIX | changes).items() if k not in dropped}
+    raw = orjson.dumps(doc)
+    try:
+        fix = parse_fix(raw, max_future=timedelta(days=36500))
+    except ContractError:
+        return  # refused either way: by decoding, or (ranges) by the table, explained by check()
+    assert typed_fix(raw, KAFKA_TIME) == (
+        fix.ts, fix.vehicle_id, fix.device_id, fix.seq, fix.lat, fix.lon, fix.speed_kmh, fix.heading, fix.acc,
+        fix.fix_valid, fix.alarm, fix.odometer_km, fix.alt_m, fix.sats, KAFKA_TIME), doc  # fmt: skip
 
 
 CHANGE = {"v": 1, "kind": "alert", "op": "retract", "id": "a1", "vehicle_id": "V", "revision": 3,
@@ -123,6 +196,7 @@ def test_only_errors_about_a_record_are_dead_lettered() -> None:
     assert is_record_error(psycopg.errors.InvalidTextRepresentation("bad"))  # 22P02
     assert is_record_error(psycopg.errors.NotNullViolation("null"))  # 23502
     assert is_record_error(OverflowError("int too big to convert"))
+    assert is_record_error(psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes"))
     assert not is_record_error(psycopg.errors.InsufficientPrivilege("no grant"))  # 42501: wait, don't DLQ
     assert not is_record_error(psycopg.errors.UndefinedTable("no table"))
     assert not is_record_error(psycopg.OperationalError("server closed the connection"))

@@ -41,34 +41,35 @@ def test_every_fix_once_and_refused_records_do_not_block_their_partition(
     sent = fixes(unique, vehicles=3, per_vehicle=200)
     good = [(f.key, f.to_json()) for f in sent]
     nul = sent[5].to_dict() | {"vehicle_id": "苏A\u0000X", "seq": 10_000}
-    huge_seq = sent[6].to_dict() | {"seq": 2**63 + 5}  # fits JSON, not bigint
+    huge_seq = sent[6].to_dict() | {"seq": 2**63 + 5}  # fits the contract and JSON, not bigint
     v2 = sent[7].to_dict() | {"v": 2}
     no_lat = {k: val for k, val in sent[8].to_dict().items() if k != "lat"}
-    bad = [(sent[0].key, raw) for raw in (b"{not json", orjson.dumps(nul), orjson.dumps(huge_seq),
-                                           orjson.dumps(v2), orjson.dumps(no_lat))]  # fmt: skip
+    far = sent[9].to_dict() | {"seq": 10_001, "lat": 95.0}  # typed fine; the table's CHECK refuses it
+    bad = [(sent[0].key, raw) for raw in (b"{not json", *map(orjson.dumps, (nul, huge_seq, v2, no_lat, far)))]
     # Every fix twice (QoS 1 redelivery upstream) with the bad ones in the middle of vehicle 0's partition.
     produce(database, telemetry, good[:100] + bad + good[100:] + good)
 
     stats = run_sink(database, {"positions": telemetry}, f"g-{unique}", dlq=dlq)
 
     assert position_counts(database, f"d{unique}-") == (600, 600)
-    assert stats.records == 1205 and stats.changed["positions"] == 600
+    assert stats.records == 1206 and stats.changed["positions"] == 600
     letters = [parse_dead_letter(r.value) for r in read_topic(database, dlq)]
     by_code = {letter.code: letter for letter in letters}
     assert sorted(letter.code for letter in letters) == [
-        "db_rejected", "db_rejected", "malformed_json", "missing_field", "unknown_version"]  # fmt: skip
-    # Refused by the database, explained by the contract: which field, which value.
-    assert (by_code["unknown_version"].field, by_code["unknown_version"].extra["sqlstate"]) == ("v", "22023")
-    assert (by_code["missing_field"].field, by_code["missing_field"].extra["sqlstate"]) == ("lat", "23502")
-    # The contract accepts both, PostgreSQL does not: a NUL in text, a seq beyond bigint.
-    refused = {letter.payload: letter for letter in letters if letter.code == "db_rejected"}
-    assert refused[orjson.dumps(nul)].extra["sqlstate"] == "22P05"
-    assert "unicode" in refused[orjson.dumps(nul)].reason.lower()
-    assert refused[orjson.dumps(huge_seq)].extra["sqlstate"] == "22003"
-    assert "out of range" in refused[orjson.dumps(huge_seq)].reason
+        "db_rejected", "malformed_json", "missing_field", "out_of_range", "out_of_range", "unknown_version",
+    ]  # fmt: skip
+    # Refused while decoding, explained by the contract: which field, which value.
+    assert by_code["unknown_version"].field == "v" and by_code["missing_field"].field == "lat"
     assert by_code["malformed_json"].source_topic == telemetry
-    # Refused by the cast, explained by the contract.
-    assert by_code["malformed_json"].extra["sqlstate"] == "22P02"
+    ranges = {letter.field: letter for letter in letters if letter.code == "out_of_range"}
+    assert "bigint" in ranges["seq"].reason and "sqlstate" not in ranges["seq"].extra
+    # Refused by the database (the lat CHECK), explained by the contract.
+    assert ranges["lat"].extra["sqlstate"] == "23514" and "-90..90" in ranges["lat"].reason
+    assert ranges["lat"].payload == orjson.dumps(far)
+    # The contract accepts a NUL in text, PostgreSQL does not: the database's own reason.
+    refused = by_code["db_rejected"]
+    assert refused.payload == orjson.dumps(nul) and refused.extra["sqlstate"] == "22021"
+    assert "0x00" in refused.reason
     orgs = dict(query(database, "SELECT vehicle_id, min(org) FROM positions WHERE device_id LIKE %s "
                       "GROUP BY 1", (f"d{unique}-%",)))  # fmt: skip
     assert orgs == {f"V{unique[:6]}000": f"o{unique}", f"V{unique[:6]}001": "unregistered",
