@@ -16,6 +16,7 @@ already decoded), stops consuming and retries with backoff.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -44,6 +45,8 @@ log = logging.getLogger("fleetwatch.sink")
 #: SQLSTATE classes that are about one record's values: data exception, integrity constraint,
 #: program limit (e.g. an index row too large). Anything else is about the database, not the record.
 RECORD_SQLSTATE_CLASSES = ("22", "23", "54")
+#: Allocations between the garbage collector's young-generation runs while the sink runs.
+GC_GEN0_ALLOCATIONS = 100_000
 
 
 class DatabaseAway(Exception):
@@ -171,6 +174,12 @@ class SinkRunner:
         """
         last_record = last_progress = time.monotonic()
         in_db: _Batch | None = None
+        # Two batches in hand keep ~100k objects alive (records, rows, timestamps). With the
+        # default threshold (700 allocations) the collector runs every ~100 records and its older
+        # generations keep re-traversing them: about half the decoding CPU (measured). Records
+        # and rows hold no cycles (reference counting frees them), so collect far less often.
+        gc_threshold = gc.get_threshold()
+        gc.set_threshold(GC_GEN0_ALLOCATIONS, *gc_threshold[1:])
         try:
             while not self.stop.is_set():
                 batch = self._collect()
@@ -191,6 +200,7 @@ class SinkRunner:
             if in_db is not None:
                 self._settle(in_db, self._committed(in_db))
         finally:
+            gc.set_threshold(*gc_threshold)
             self.close()
         return self.stats
 
