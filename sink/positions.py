@@ -50,18 +50,19 @@ def typed_fix(raw: bytes, received_at: datetime) -> Row | None:
     table's CHECK constraints; the reason for a None is `parse_fix`'s to give."""
     try:
         obj = orjson.loads(raw)
-        get = obj.get
-    except (orjson.JSONDecodeError, AttributeError):
+        v, ts, vehicle_id, device_id = obj["v"], obj["ts"], obj["vehicle_id"], obj["device_id"]
+        seq, acc = obj["seq"], obj["acc"]
+        lat, lon, speed, heading = obj["lat"], obj["lon"], obj["speed_kmh"], obj["heading"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):  # TypeError: not a JSON object
         return None
-    v, vehicle_id, device_id, seq, acc = get("v"), get("vehicle_id"), get("device_id"), get("seq"), get("acc")
-    lat, lon, speed, heading = get("lat"), get("lon"), get("speed_kmh"), get("heading")
+    get = obj.get
     fix_valid, alarm, odometer = get("fix_valid"), get("alarm"), get("odometer_km")
     alt, sats = get("alt_m"), get("sats")
     # `type(x) is int` keeps booleans out (True == 1); JSON numbers may be written without a fraction.
     if not (
-        type(v) is int and v == FIX_VERSION and type(vehicle_id) is str and type(device_id) is str
-        and type(seq) is int and type(acc) is bool and type(lat) in _NUMBER and type(lon) in _NUMBER
-        and type(speed) in _NUMBER and type(heading) in _NUMBER
+        type(v) is int and v == FIX_VERSION and type(ts) is str and type(vehicle_id) is str
+        and type(device_id) is str and type(seq) is int and type(acc) is bool and type(lat) in _NUMBER
+        and type(lon) in _NUMBER and type(speed) in _NUMBER and type(heading) in _NUMBER
         and (fix_valid is None or type(fix_valid) is bool) and (alarm is None or type(alarm) is int)
         and (odometer is None or type(odometer) in _NUMBER) and (alt is None or type(alt) in _NUMBER)
         and (sats is None or type(sats) is int)
@@ -70,10 +71,16 @@ def typed_fix(raw: bytes, received_at: datetime) -> Row | None:
     ):  # fmt: skip
         return None
     try:
-        ts = parse_timestamp(get("ts"))
-    except ContractError:
-        return None
-    return (ts, vehicle_id, device_id, seq, lat, lon, speed, heading, acc, fix_valid, alarm, odometer, alt,
+        # The common form here; the contract's own parser for the rest (whitespace, naive, junk).
+        stamp: datetime | None = datetime.fromisoformat(ts)
+    except ValueError:
+        stamp = None
+    if stamp is None or stamp.tzinfo is None:
+        try:
+            stamp = parse_timestamp(ts)
+        except ContractError:
+            return None
+    return (stamp, vehicle_id, device_id, seq, lat, lon, speed, heading, acc, fix_valid, alarm, odometer, alt,
             sats, received_at)  # fmt: skip
 
 
