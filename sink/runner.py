@@ -47,6 +47,8 @@ log = logging.getLogger("fleetwatch.sink")
 RECORD_SQLSTATE_CLASSES = ("22", "23", "54")
 #: Allocations between the garbage collector's young-generation runs while the sink runs.
 GC_GEN0_ALLOCATIONS = 100_000
+#: While a batch is being written, how long one poll may wait before the loop looks at it again.
+_POLL_SLICE_MS = 20
 
 
 class DatabaseAway(Exception):
@@ -182,7 +184,7 @@ class SinkRunner:
         gc.set_threshold(GC_GEN0_ALLOCATIONS, *gc_threshold[1:])
         try:
             while not self.stop.is_set():
-                batch = self._collect()
+                batch = self._collect(in_db)
                 now = time.monotonic()
                 decoded = self._decode(batch) if batch else None
                 committed = self._committed(in_db) if in_db is not None else None
@@ -226,15 +228,20 @@ class SinkRunner:
 
     # -- one batch ---------------------------------------------------------------------------
 
-    def _collect(self) -> list[Record]:
-        """Up to ``sink_batch_records`` records, waiting at most ``sink_batch_wait_ms`` for them."""
+    def _collect(self, in_db: _Batch | None) -> list[Record]:
+        """Up to ``sink_batch_records`` records, waiting at most ``sink_batch_wait_ms`` for them;
+        with nothing come yet, only until the batch in the database is committed, so that its
+        offsets are settled then, not after an empty batch window."""
         wanted = self.settings.sink_batch_records
         deadline = time.monotonic() + self.settings.sink_batch_wait_ms / 1000.0
+        pending = in_db.future if in_db is not None else None
         records: list[Record] = []
         while len(records) < wanted and not self.stop.is_set():
             remaining_ms = int((deadline - time.monotonic()) * 1000)
-            if remaining_ms <= 0:
+            if remaining_ms <= 0 or (not records and pending is not None and pending.done()):
                 break
+            if pending is not None and not pending.done():
+                remaining_ms = min(remaining_ms, _POLL_SLICE_MS)  # look at the database again soon
             polled = self._consumer.poll(timeout_ms=remaining_ms, max_records=wanted - len(records))
             for part in polled.values():
                 records.extend(part)
