@@ -2,9 +2,10 @@
 
 Order of effects per batch, which is what makes it at-least-once with idempotent writes:
 1. decode every record (a contract failure becomes a dead letter, never a stall);
-2. write all rows in ONE transaction (COPY into staging, merge on natural keys, newer revisions
-   only); if the database refuses a record (SQLSTATE class 22/23/54, or a value the driver cannot
-   encode), the batch is written again in halves under savepoints, down to the refused records,
+2. write all rows in ONE transaction (each sink's own way: COPY into staging and a merge on
+   natural keys, newer revisions only; positions COPY straight into their table); if the
+   database refuses a record (SQLSTATE class 22/23/54, or a value the driver cannot encode),
+   the batch is written again in halves under savepoints, down to the refused records,
    which become dead letters;
 3. send the dead letters and wait until Kafka has them;
 4. commit the consumer offsets.
