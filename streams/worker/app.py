@@ -1,8 +1,9 @@
 """The faust-streaming app: telemetry + orders -> per-vehicle state table -> core -> output topics.
 
-One agent (concurrency 1, faust-streaming #606) reads the telemetry and orders topics, both keyed
-by vehicle_id and co-partitioned with the state table, so the worker that owns a partition owns
-those vehicles' fixes, orders and state.
+One consumer task (concurrency 1, faust-streaming #606) reads the telemetry and orders topics,
+both keyed by vehicle_id and co-partitioned with the state table, so the worker that owns a
+partition owns those vehicles' fixes, orders and state. It takes the records a fetch at a time
+from faust's consumer (`intake`), not one faust Event each.
 
 Per batch it runs the engine and publishes the records (acks=all, idempotent, awaited). A touched
 vehicle's state goes to the changelog once it has been dirty for `worker_persist_seconds` (so a
@@ -25,19 +26,20 @@ from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import faust
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from faust.serializers import codecs
-from faust.types import TP, EventT
+from faust.types import TP, Message
 
 from fleetwatch import topics
 from fleetwatch.kafka_auth import client_security, faust_credentials
 from fleetwatch.settings import Settings
 from streams.worker.config import RulesWatch
 from streams.worker.engine import Engine, EngineConfig, Out, Source, utcnow
+from streams.worker.intake import Intake, IntakeApp, take_on
 from streams.worker.state_store import VehicleSlot, dump_slot, load_slot
 
 log = logging.getLogger("fleetwatch.worker")
@@ -48,13 +50,8 @@ TABLE = "vehicles"
 class _SlotCodec(codecs.Codec):
     """faust value codec for the state table: the worker's `dump_slot` / `load_slot`."""
 
-    #: bytes this process has encoded for the changelog (the bench reports bytes per fix)
-    bytes_out = 0
-
     def _dumps(self, s: Any) -> bytes:
-        data = dump_slot(s)
-        _SlotCodec.bytes_out += len(data)
-        return data
+        return dump_slot(s)
 
     def _loads(self, s: bytes) -> Any:
         # Recovery replays every version of every key; only the last one is ever used, so it
@@ -72,7 +69,7 @@ class _Encoded:
 codecs.register("fw-slot", _SlotCodec())
 
 
-class _App(faust.App):
+class _App(IntakeApp):
     """faust's App, with a hook that runs before it stops consuming: faust then waits for every
     record in flight to be acknowledged, and ours are acknowledged once their state is written."""
 
@@ -97,7 +94,7 @@ class WorkerOptions:
 class _Pending:
     """A record read but not acknowledged yet: acked once `vehicle`'s state is persisted."""
 
-    event: EventT[bytes]
+    message: Message
     vehicle: str | None
     stamp: int
 
@@ -123,8 +120,9 @@ class Worker:
         self.lock = asyncio.Lock()
         self.producer: AIOKafkaProducer | None = None
         self._producer_lock = asyncio.Lock()
-        self._stream: faust.StreamT[bytes] | None = None
         self._stopping = False
+        #: a batch failed half-way: its records must not be acknowledged (they are read again)
+        self._failed = False
         self._stamp = 0
         self._pending: dict[TP, deque[_Pending]] = defaultdict(deque)
         #: vehicle -> (stamp of its first change not yet in the changelog, monotonic time of it)
@@ -144,6 +142,8 @@ class Worker:
             producer_acks=-1,
             producer_compression_type="lz4",
             broker_commit_interval=1.0,
+            # one fetch is at most one batch: the event loop never runs longer than a batch
+            broker_max_poll_records=settings.worker_batch_size,
             broker_session_timeout=settings.worker_session_timeout_seconds,
             broker_heartbeat_interval=min(3.0, settings.worker_session_timeout_seconds / 4),
             web_enabled=False,
@@ -181,8 +181,12 @@ class Worker:
             key_serializer="raw",
             value_serializer="raw",
         )
-        app.agent(self.source, concurrency=1, name="detect")(self._agent)
+        app.intake = Intake(app, (options.telemetry_topic, options.orders_topic))
+        app.topics.add(self.source)  # subscribe; the records come through `app.intake`
+        app.task(self._consume)
         app.timer(settings.worker_timer_seconds, name="wall_clock")(self._tick)
+        # States come due while no record arrives too (the end of a backlog): write them then.
+        app.timer(max(0.1, settings.worker_persist_seconds / 2), name="persist")(self._persist_tick)
         app.task(self._on_start)
         app.on_partitions_assigned.connect(self._on_assigned)
         app.on_partitions_revoked.connect(self._on_revoked)
@@ -198,6 +202,8 @@ class Worker:
     async def _drain(self) -> None:
         """Shutting down: write every changed state and acknowledge what it covers."""
         self._stopping = True
+        if self._failed:
+            return
         async with self.lock:
             await self._persist_due(force=True)
 
@@ -216,26 +222,33 @@ class Worker:
 
     async def _on_assigned(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         assigned: set[TP] = args[0] if args else kwargs.get("assigned", set())
+        self.app.intake.forget(assigned)
         mine = sorted(tp.partition for tp in assigned if tp.topic == self.options.telemetry_topic)
         log.info("assigned telemetry partitions %s", mine)
         await self._send([self.engine.ops("partitions_assigned", {"partitions": mine})])
 
-    # -- the agent -----------------------------------------------------------------------------
+    # -- the consumer ----------------------------------------------------------------------------
 
-    async def _agent(self, stream: faust.StreamT[bytes]) -> None:
-        cfg = self.settings
-        self._stream = stream
-        # noack_take: we acknowledge each record ourselves, once its state is persisted.
-        batches = cast(Any, stream).noack_take
-        async for events in batches(cfg.worker_batch_size, within=cfg.worker_batch_seconds):
-            await self._batch(events)
+    async def _consume(self) -> None:
+        """The one reader of the intake (concurrency 1): batch after batch, in fetch order."""
+        intake = self.app.intake
+        while True:
+            records = await take_on(self.app, await intake.take(self.settings.worker_batch_size))
+            try:
+                await self._batch(records)
+            except Exception as exc:
+                # Kafka refused the outputs or the changelog: stop without acknowledging
+                # anything more; a restart reads the unacknowledged records again.
+                log.exception("batch failed; stopping the worker")
+                self._failed = True
+                await self.app.crash(exc)
+                return
 
-    async def _batch(self, events: Sequence[EventT[bytes]]) -> None:
+    async def _batch(self, records: Sequence[Message]) -> None:
         async with self.lock:
             now = utcnow()
             outs: list[Out] = []
-            for event in events:
-                msg = event.message
+            for msg in records:
                 key = msg.key if isinstance(msg.key, bytes) else None
                 src = Source(msg.topic, msg.partition, msg.offset, key)
                 vid = key.decode("utf-8", "replace") if key else ""
@@ -243,7 +256,7 @@ class Worker:
                 handler = (
                     self.engine.on_order if msg.topic == self.options.orders_topic else self.engine.on_fix
                 )
-                raw = event.value if isinstance(event.value, bytes) else b""
+                raw = msg.value if isinstance(msg.value, bytes) else b""
                 try:
                     slot, produced = handler(slot, raw, src, now)
                 except Exception as exc:  # never let one record stop the partition
@@ -254,11 +267,12 @@ class Worker:
                 if slot is not None:
                     self.table.data[slot.vehicle_id.encode()] = slot
                     self._dirty.setdefault(slot.vehicle_id, (self._stamp, time.monotonic()))
-                self._pending[msg.tp].append(_Pending(event, slot.vehicle_id if slot else None, self._stamp))
+                self._pending[msg.tp].append(_Pending(msg, slot.vehicle_id if slot else None, self._stamp))
             await self._send(outs)
-            await self._persist_due(force=self._stopping)
+            # a rebalance waits for every record in flight to be acknowledged
+            await self._persist_due(force=self._stopping or self.app.rebalancing)
             self.stats.batches += 1
-            self.stats.records += len(events)
+            self.stats.records += len(records)
 
     def _slot(self, vehicle_id: str) -> VehicleSlot | None:
         if not vehicle_id:
@@ -298,6 +312,11 @@ class Worker:
                     self._dirty.setdefault(slot.vehicle_id, (self._stamp, time.monotonic()))
             await self._send(outs)
             await self._persist_due(force=False)
+
+    async def _persist_tick(self) -> None:
+        if self._dirty and not self._failed:
+            async with self.lock:
+                await self._persist_due(force=self._stopping or self.app.rebalancing)
 
     async def _check_rules(self) -> None:
         if self.rules.changed():
@@ -359,18 +378,23 @@ class Worker:
         await self._ack_ready()
 
     async def _persist(self, slots: Iterable[VehicleSlot]) -> None:
+        """Write states to the table's changelog (the partition of the vehicle's records) with
+        our producer, acks=all, and wait for them: faust recovers the table from this topic."""
+        producer = await self._producer()
+        topic = self.table.changelog_topic.get_topic_name()
         futures = []
         for slot in slots:
-            key = slot.vehicle_id.encode()
-            futures.append(self.table.send_changelog(slot.partition, key, slot, "raw", "fw-slot"))
+            data = dump_slot(slot)
+            futures.append(
+                await producer.send(topic, data, key=slot.vehicle_id.encode(), partition=slot.partition)
+            )
             self.stats.state_writes += 1
+            self.stats.state_bytes += len(data)
         if futures:
             await asyncio.gather(*futures)
-            self.stats.state_bytes = _SlotCodec.bytes_out
 
     async def _ack_ready(self) -> None:
-        if self._stream is None:
-            return
+        consumer = self.app.consumer
         dirty = self._dirty
         for queue in self._pending.values():
             while queue:
@@ -379,13 +403,14 @@ class Worker:
                 if held is not None and held[0] <= head.stamp:
                     break  # its state is not in the changelog yet: nothing after it either
                 queue.popleft()
-                await self._stream.ack(head.event)
+                consumer.ack(head.message)
 
     async def _on_revoked(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         """Partitions leave: forget their records in flight and their states (the new owner
         restores the states from the changelog and reads the unacknowledged records again)."""
         revoked: set[TP] = args[0] if args else kwargs.get("revoked", set())
         gone = {tp.partition for tp in revoked if tp.topic == self.options.telemetry_topic}
+        self.app.intake.forget(revoked)
         for tp in revoked:
             self._pending.pop(tp, None)
         for key in list(self.table.data.keys()):
