@@ -22,7 +22,6 @@ import contextlib
 import logging
 import signal
 import time
-from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +38,7 @@ from fleetwatch.kafka_auth import client_security, faust_credentials
 from fleetwatch.settings import Settings
 from streams.worker.config import RulesWatch
 from streams.worker.engine import Engine, EngineConfig, Out, Source, utcnow
-from streams.worker.intake import Intake, IntakeApp, take_on
+from streams.worker.intake import Intake, IntakeApp, PartitionLedger
 from streams.worker.state_store import VehicleSlot, dump_slot, load_slot
 
 log = logging.getLogger("fleetwatch.worker")
@@ -90,15 +89,6 @@ class WorkerOptions:
     engine: EngineConfig = field(default_factory=EngineConfig)
 
 
-@dataclass(frozen=True, slots=True)
-class _Pending:
-    """A record read but not acknowledged yet: acked once `vehicle`'s state is persisted."""
-
-    message: Message
-    vehicle: str | None
-    stamp: int
-
-
 @dataclass
 class Stats:
     batches: int = 0
@@ -124,7 +114,6 @@ class Worker:
         #: a batch failed half-way: its records must not be acknowledged (they are read again)
         self._failed = False
         self._stamp = 0
-        self._pending: dict[TP, deque[_Pending]] = defaultdict(deque)
         #: vehicle -> (stamp of its first change not yet in the changelog, monotonic time of it)
         self._dirty: dict[str, tuple[int, float]] = {}
         datadir = settings.worker_data_dir / settings.worker_app_id / options.name
@@ -181,7 +170,11 @@ class Worker:
             key_serializer="raw",
             value_serializer="raw",
         )
-        app.intake = Intake(app, (options.telemetry_topic, options.orders_topic))
+        # at most two batches wait (plus one fetch): the fetch loop fetches the intake's
+        # partitions again once the worker has taken records out
+        self.intake = app.intake = Intake((options.telemetry_topic, options.orders_topic),
+                                          max_queued=2 * settings.worker_batch_size)  # fmt: skip
+        self.intake.settle = self._settle
         app.topics.add(self.source)  # subscribe; the records come through `app.intake`
         app.task(self._consume)
         app.timer(settings.worker_timer_seconds, name="wall_clock")(self._tick)
@@ -200,8 +193,14 @@ class Worker:
         log.info("worker %s started; rules %s", self.options.name, self.options.rules)
 
     async def _drain(self) -> None:
-        """Shutting down: write every changed state and acknowledge what it covers."""
+        """Shutting down: write every changed state and mark what it covers safe to commit."""
         self._stopping = True
+        await self._settle()
+
+    async def _settle(self) -> None:
+        """Before partitions are handed on (the intake's consumer calls it) or a stop: every
+        changed state written; its records safe to commit. Under the lock: a batch in flight
+        finishes first."""
         if self._failed:
             return
         async with self.lock:
@@ -222,7 +221,6 @@ class Worker:
 
     async def _on_assigned(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         assigned: set[TP] = args[0] if args else kwargs.get("assigned", set())
-        self.app.intake.forget(assigned)
         mine = sorted(tp.partition for tp in assigned if tp.topic == self.options.telemetry_topic)
         log.info("assigned telemetry partitions %s", mine)
         await self._send([self.engine.ops("partitions_assigned", {"partitions": mine})])
@@ -231,11 +229,23 @@ class Worker:
 
     async def _consume(self) -> None:
         """The one reader of the intake (concurrency 1): batch after batch, in fetch order."""
-        intake = self.app.intake
+        intake = self.intake
+        consumer = self.app.consumer
+        monitor = self.app.monitor
         while True:
-            records = await take_on(self.app, await intake.take(self.settings.worker_batch_size))
+            taken = intake.take_on(await intake.take(self.settings.worker_batch_size))
+            if taken.seeks:
+                # in the consumer's own thread (aiokafka is not thread-safe)
+                await consumer.seek_wait(taken.seeks)
+                intake.sought(taken.seeks)
+            if not taken.records:
+                continue
+            # what faust's streams tell its monitor, whose livelock check reads it
+            now = time.monotonic()
+            for tp in {m.tp for m, _ in taken.records}:
+                monitor.stream_inbound_time[tp] = now
             try:
-                await self._batch(records)
+                await self._batch(taken.records)
             except Exception as exc:
                 # Kafka refused the outputs or the changelog: stop without acknowledging
                 # anything more; a restart reads the unacknowledged records again.
@@ -244,11 +254,11 @@ class Worker:
                 await self.app.crash(exc)
                 return
 
-    async def _batch(self, records: Sequence[Message]) -> None:
+    async def _batch(self, records: Sequence[tuple[Message, PartitionLedger]]) -> None:
         async with self.lock:
             now = utcnow()
             outs: list[Out] = []
-            for msg in records:
+            for msg, ledger in records:
                 key = msg.key if isinstance(msg.key, bytes) else None
                 src = Source(msg.topic, msg.partition, msg.offset, key)
                 vid = key.decode("utf-8", "replace") if key else ""
@@ -267,7 +277,7 @@ class Worker:
                 if slot is not None:
                     self.table.data[slot.vehicle_id.encode()] = slot
                     self._dirty.setdefault(slot.vehicle_id, (self._stamp, time.monotonic()))
-                self._pending[msg.tp].append(_Pending(msg, slot.vehicle_id if slot else None, self._stamp))
+                self.intake.processed(ledger, msg.offset, slot.vehicle_id if slot else None, self._stamp)
             await self._send(outs)
             # a rebalance waits for every record in flight to be acknowledged
             await self._persist_due(force=self._stopping or self.app.rebalancing)
@@ -375,7 +385,7 @@ class Worker:
         await self._persist(s for s in slots if s is not None)
         for vid in due:
             del self._dirty[vid]
-        await self._ack_ready()
+        self.intake.mark_persisted(self._persisted)
 
     async def _persist(self, slots: Iterable[VehicleSlot]) -> None:
         """Write states to the table's changelog (the partition of the vehicle's records) with
@@ -393,31 +403,23 @@ class Worker:
         if futures:
             await asyncio.gather(*futures)
 
-    async def _ack_ready(self) -> None:
-        consumer = self.app.consumer
-        dirty = self._dirty
-        for queue in self._pending.values():
-            while queue:
-                head = queue[0]
-                held = dirty.get(head.vehicle) if head.vehicle is not None else None
-                if held is not None and held[0] <= head.stamp:
-                    break  # its state is not in the changelog yet: nothing after it either
-                queue.popleft()
-                consumer.ack(head.message)
+    def _persisted(self, vehicle: str | None, stamp: int) -> bool:
+        """Whether the change `stamp` made to `vehicle`'s state is in the changelog: the vehicle
+        has no change waiting, or only later ones."""
+        held = self._dirty.get(vehicle) if vehicle is not None else None
+        return held is None or held[0] > stamp
 
     async def _on_revoked(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         """Partitions leave: forget their records in flight and their states (the new owner
         restores the states from the changelog and reads the unacknowledged records again)."""
         revoked: set[TP] = args[0] if args else kwargs.get("revoked", set())
         gone = {tp.partition for tp in revoked if tp.topic == self.options.telemetry_topic}
-        self.app.intake.forget(revoked)
-        for tp in revoked:
-            self._pending.pop(tp, None)
-        for key in list(self.table.data.keys()):
-            slot = self._slot(key.decode())
-            if slot is not None and slot.partition in gone:
-                self._dirty.pop(slot.vehicle_id, None)
-                del self.table.data[key]
+        async with self.lock:  # not while a persist is writing them
+            for key in list(self.table.data.keys()):
+                slot = self._slot(key.decode())
+                if slot is not None and slot.partition in gone:
+                    self._dirty.pop(slot.vehicle_id, None)
+                    del self.table.data[key]
 
 
 def changelog_topic(app_id: str) -> str:
