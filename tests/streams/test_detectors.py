@@ -396,10 +396,10 @@ def test_a_restored_state_drops_a_replay_of_the_fixes_it_holds(rules: Rules) -> 
     """What a worker restarted after kill -9 does: the state comes back from the changelog and
     the telemetry is read again from the committed offset, before the state's last fix. Every
     fix the state holds already, the last released one included, is a duplicate."""
-    from streams.core import DetectionResult, dump_state, flush, load_state
-
     import dataclasses
     from datetime import timedelta
+
+    from streams.core import DetectionResult, dump_state, flush, load_state
 
     regular = drive("2026-03-07 10:00:00", *HOME, minutes=10) + park("2026-03-07 10:10:30", *GOLF, minutes=20)
     # a terminal's clock is not regular: the last released fix then lies before the window
@@ -419,4 +419,6 @@ def test_a_restored_state_drops_a_replay_of_the_fixes_it_holds(rules: Rules) -> 
             result.apply(e for e in events if e.kind is not EventKind.LATE_FIX)
         result.apply(flush(state, ctx))
         assert [t.to_dict() for t in result.sorted_trips()] == [t.to_dict() for t in straight.sorted_trips()]
-        assert [a.to_dict() for a in result.sorted_alerts()] == [a.to_dict() for a in straight.sorted_alerts()]
+        assert [a.to_dict() for a in result.sorted_alerts()] == [
+            a.to_dict() for a in straight.sorted_alerts()
+        ]

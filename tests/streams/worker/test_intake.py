@@ -233,7 +233,7 @@ def test_committed_offsets_only_ever_cover_persisted_records_taken_on_once(
         elif action == "persist":
             persisted_upto = max(persisted_upto, stamp - 1 - back)
         else:
-            for tp, offset in intake.commit_offsets().items():
+            for offset in intake.commit_offsets().values():
                 committed = max(committed, offset)
             intake.revoking({P0})
             intake.revoked({P0})
@@ -251,7 +251,7 @@ def test_committed_offsets_only_ever_cover_persisted_records_taken_on_once(
                 intake.processed(ledger, rec.offset, "v", stamp)
                 processed.append((rec.offset, stamp))
                 stamp += 1
-        intake.mark_persisted(lambda vehicle, s: s <= persisted_upto)
+        intake.mark_persisted(lambda vehicle, s, upto=persisted_upto: s <= upto)
         safe = intake.commit_offsets().get(P0)
         if safe is not None:
             covered = {o for o, s in processed if s <= persisted_upto}
