@@ -249,11 +249,10 @@ class Intake:
             self.ledgers.pop(tp, None)
 
     def assigned(self, tps: Iterable[TP]) -> None:
-        """A new assignment: a fresh ledger per intake partition, waiting for its committed offset."""
+        """A new assignment: a fresh ledger per intake partition, waiting for its committed offset
+        (and none for any other: a ledger never outlives its assignment)."""
         self._new_epoch()
-        for tp in tps:
-            if tp.topic in self.topics:
-                self.ledgers[tp] = PartitionLedger(tp)
+        self.ledgers = {tp: PartitionLedger(tp) for tp in tps if tp.topic in self.topics}
 
     def at_committed(self, offsets: Mapping[TP, int | None]) -> None:
         """The consumer was sought to these committed offsets (None: no commit yet, the start of

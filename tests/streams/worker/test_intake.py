@@ -256,3 +256,13 @@ def test_committed_offsets_only_ever_cover_persisted_records_taken_on_once(
         if safe is not None:
             covered = {o for o, s in processed if s <= persisted_upto}
             assert set(range(committed, safe)) <= covered
+
+
+def test_an_assignment_replaces_every_ledger() -> None:
+    intake = _owned({P0: 0})
+    intake.offer(intake.begin_fetch(), _recs(P0, 0))
+    taken = intake.take_on(asyncio.run(intake.take(100)))
+    _process(intake, taken.records, {})
+    intake.assigned({P1})  # no revoke seen for P0: its ledger goes all the same
+    intake.mark_persisted(lambda vehicle, stamp: True)
+    assert intake.commit_offsets() == {} and set(intake.ledgers) == {P1}
