@@ -7,9 +7,9 @@ from faust's consumer (`intake`), not one faust Event each.
 
 Per batch it runs the engine and publishes the records (acks=all, idempotent, awaited). A touched
 vehicle's state goes to the changelog once it has been dirty for `worker_persist_seconds` (so a
-vehicle that sends many fixes in that time costs one write, not one per fix), and a record is
-acknowledged only once the state it changed is in the changelog. Acks go out in offset order
-per partition (a prefix), so faust's committed offset never passes a record whose effect on the
+vehicle that sends many fixes in that time costs one write, not one per fix), and a record
+becomes committable only once the state it changed is in the changelog, per partition in offset
+order (the intake's ledgers), so the committed offset never passes a record whose effect on the
 state could be lost. After a crash the uncommitted records are read again: the state restored
 from the changelog drops the fixes it already holds (dedup), the rest re-emit the same changes
 with the same ids and revisions.
@@ -69,8 +69,8 @@ codecs.register("fw-slot", _SlotCodec())
 
 
 class _App(IntakeApp):
-    """faust's App, with a hook that runs before it stops consuming: faust then waits for every
-    record in flight to be acknowledged, and ours are acknowledged once their state is written."""
+    """faust's App (with the batch intake), with a hook that runs before it stops consuming:
+    every changed state is written, so the final commit covers every record processed."""
 
     before_stop: Callable[[], Awaitable[None]] | None = None
 
@@ -111,7 +111,7 @@ class Worker:
         self.producer: AIOKafkaProducer | None = None
         self._producer_lock = asyncio.Lock()
         self._stopping = False
-        #: a batch failed half-way: its records must not be acknowledged (they are read again)
+        #: a batch failed half-way: its records must not become committable (they are read again)
         self._failed = False
         self._stamp = 0
         #: vehicle -> (stamp of its first change not yet in the changelog, monotonic time of it)
@@ -247,8 +247,8 @@ class Worker:
             try:
                 await self._batch(taken.records)
             except Exception as exc:
-                # Kafka refused the outputs or the changelog: stop without acknowledging
-                # anything more; a restart reads the unacknowledged records again.
+                # Kafka refused the outputs or the changelog: stop without committing
+                # anything more; a restart reads the uncommitted records again.
                 log.exception("batch failed; stopping the worker")
                 self._failed = True
                 await self.app.crash(exc)
@@ -279,7 +279,7 @@ class Worker:
                     self._dirty.setdefault(slot.vehicle_id, (self._stamp, time.monotonic()))
                 self.intake.processed(ledger, msg.offset, slot.vehicle_id if slot else None, self._stamp)
             await self._send(outs)
-            # a rebalance waits for every record in flight to be acknowledged
+            # a revoke waits for every record in flight to be committable (`Intake.settle`)
             await self._persist_due(force=self._stopping or self.app.rebalancing)
             self.stats.batches += 1
             self.stats.records += len(records)
@@ -298,7 +298,7 @@ class Worker:
     async def _tick(self) -> None:
         await self._check_rules()
         if self.app.rebalancing:
-            # faust waits for every record in flight to be acked before it hands partitions on.
+            # a revoke waits for every record in flight to be committable (`Intake.settle`)
             async with self.lock:
                 await self._persist_due(force=True)
             return
@@ -410,8 +410,8 @@ class Worker:
         return held is None or held[0] > stamp
 
     async def _on_revoked(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        """Partitions leave: forget their records in flight and their states (the new owner
-        restores the states from the changelog and reads the unacknowledged records again)."""
+        """Partitions leave (after the intake settled and committed them): forget their states
+        (the new owner restores them from the changelog and reads the uncommitted records again)."""
         revoked: set[TP] = args[0] if args else kwargs.get("revoked", set())
         gone = {tp.partition for tp in revoked if tp.topic == self.options.telemetry_topic}
         async with self.lock:  # not while a persist is writing them
