@@ -191,9 +191,11 @@ class Intake:
                     if ledger.tp in out.seeks:
                         continue
                     sought = ledger.sought_at_fetch
-                    if sought is None or fetch.number <= sought:
+                    if sought is None:
                         out.seeks[ledger.tp] = ledger.expected
                         continue
+                    if fetch.number <= sought:
+                        continue  # fetched before the seek took effect: wait for the re-read
                     log.error("%s: offsets %d..%d are not in the topic (any more); going on from %d",
                               ledger.tp, ledger.expected, offset - 1, offset)  # fmt: skip
                 ledger.expected = offset + 1
