@@ -159,11 +159,10 @@ class Settings(BaseSettings):
     worker_idle_close_seconds: float = 4 * 3600.0
     #: At most one `vehicle_state` update per vehicle this often (the live map's feed).
     worker_vehicle_state_seconds: float = 10.0
-    #: Records handled per batch, and how long a batch waits to fill.
+    #: At most this many records per batch (a batch is what the consumer has fetched meanwhile).
     worker_batch_size: int = 2000
-    worker_batch_seconds: float = 0.2
     #: A vehicle's changed state is written to the changelog this long after its first change
-    #: (one write for all the fixes in between); its records are acknowledged after that write.
+    #: (one write for all the fixes in between); its records become committable after that write.
     worker_persist_seconds: float = 2.0
     #: How long the group waits for a silent (crashed) worker before its partitions move on.
     worker_session_timeout_seconds: float = 30.0

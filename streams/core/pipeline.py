@@ -3,8 +3,9 @@
     dedup -> reorder -> screen -> enrich -> detect -> exempt      (`STAGES`, run in that order)
 
 * dedup: a fix whose (device_id, seq) was already seen with the same ts is dropped (QoS 1
-  redelivery). The window is bounded: keys of the last `lateness_seconds` of event time, then
-  the replay history (binary search by ts). The same (device_id, seq) with another ts is a
+  redelivery). The window is bounded: keys of the last `lateness_seconds` of event time (and of
+  the last released fix, which a restored state cannot find in a history), then the replay
+  history (binary search by ts). The same (device_id, seq) with another ts is a
   terminal that restarted its sequence numbers and is kept (counted in `seq_resets`).
 * reorder: fixes are held until the vehicle's watermark (max ts seen - lateness_seconds) passes
   them, then released in (ts, device_id, seq) order, so results do not depend on arrival order
@@ -348,9 +349,13 @@ def _prune(st: VehicleState, vc: VehicleContext, ctx: Context) -> None:
         keep_from = st.snapshots[0].index
         st.history.drop_before(keep_from)
         st.emitted = [(i, e) for i, e in st.emitted if i >= keep_from]
-    # The window keeps the last lateness_seconds of event time; older keys are found in the
-    # replay history. Keys arrive nearly in ts order: drop from the front, filter all rarely.
-    floor = st.max_ts - int(vc.settings.lateness_seconds * 1e6)
+    # The window keeps the last lateness_seconds of event time, and never drops the keys at
+    # `released_upto`: a state restored from its persisted form has no replay history, and a
+    # redelivered copy of its last released fix is neither late (not older than it) nor found
+    # in the history, so only the window tells it is a duplicate (a worker restarted after
+    # kill -9 applied it twice). Older keys are found in the replay history. Keys arrive nearly
+    # in ts order: drop from the front, filter all rarely.
+    floor = min(st.max_ts - int(vc.settings.lateness_seconds * 1e6), st.released_upto)
     seen = st.seen
     while seen:
         oldest = next(iter(seen))

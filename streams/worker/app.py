@@ -1,14 +1,15 @@
 """The faust-streaming app: telemetry + orders -> per-vehicle state table -> core -> output topics.
 
-One agent (concurrency 1, faust-streaming #606) reads the telemetry and orders topics, both keyed
-by vehicle_id and co-partitioned with the state table, so the worker that owns a partition owns
-those vehicles' fixes, orders and state.
+One consumer task (concurrency 1, faust-streaming #606) reads the telemetry and orders topics,
+both keyed by vehicle_id and co-partitioned with the state table, so the worker that owns a
+partition owns those vehicles' fixes, orders and state. It takes the records a fetch at a time
+from faust's consumer (`intake`), not one faust Event each.
 
 Per batch it runs the engine and publishes the records (acks=all, idempotent, awaited). A touched
 vehicle's state goes to the changelog once it has been dirty for `worker_persist_seconds` (so a
-vehicle that sends many fixes in that time costs one write, not one per fix), and a record is
-acknowledged only once the state it changed is in the changelog. Acks go out in offset order
-per partition (a prefix), so faust's committed offset never passes a record whose effect on the
+vehicle that sends many fixes in that time costs one write, not one per fix), and a record
+becomes committable only once the state it changed is in the changelog, per partition in offset
+order (the intake's ledgers), so the committed offset never passes a record whose effect on the
 state could be lost. After a crash the uncommitted records are read again: the state restored
 from the changelog drops the fixes it already holds (dedup), the rest re-emit the same changes
 with the same ids and revisions.
@@ -21,23 +22,23 @@ import contextlib
 import logging
 import signal
 import time
-from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import faust
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from faust.serializers import codecs
-from faust.types import TP, EventT
+from faust.types import TP, Message
 
 from fleetwatch import topics
 from fleetwatch.kafka_auth import client_security, faust_credentials
 from fleetwatch.settings import Settings
 from streams.worker.config import RulesWatch
 from streams.worker.engine import Engine, EngineConfig, Out, Source, utcnow
+from streams.worker.intake import Intake, IntakeApp, PartitionLedger
 from streams.worker.state_store import VehicleSlot, dump_slot, load_slot
 
 log = logging.getLogger("fleetwatch.worker")
@@ -48,13 +49,8 @@ TABLE = "vehicles"
 class _SlotCodec(codecs.Codec):
     """faust value codec for the state table: the worker's `dump_slot` / `load_slot`."""
 
-    #: bytes this process has encoded for the changelog (the bench reports bytes per fix)
-    bytes_out = 0
-
     def _dumps(self, s: Any) -> bytes:
-        data = dump_slot(s)
-        _SlotCodec.bytes_out += len(data)
-        return data
+        return dump_slot(s)
 
     def _loads(self, s: bytes) -> Any:
         # Recovery replays every version of every key; only the last one is ever used, so it
@@ -72,9 +68,9 @@ class _Encoded:
 codecs.register("fw-slot", _SlotCodec())
 
 
-class _App(faust.App):
-    """faust's App, with a hook that runs before it stops consuming: faust then waits for every
-    record in flight to be acknowledged, and ours are acknowledged once their state is written."""
+class _App(IntakeApp):
+    """faust's App (with the batch intake), with a hook that runs before it stops consuming:
+    every changed state is written, so the final commit covers every record processed."""
 
     before_stop: Callable[[], Awaitable[None]] | None = None
 
@@ -91,15 +87,6 @@ class WorkerOptions:
     telemetry_topic: str = topics.TELEMETRY
     orders_topic: str = topics.ORDERS
     engine: EngineConfig = field(default_factory=EngineConfig)
-
-
-@dataclass(frozen=True, slots=True)
-class _Pending:
-    """A record read but not acknowledged yet: acked once `vehicle`'s state is persisted."""
-
-    event: EventT[bytes]
-    vehicle: str | None
-    stamp: int
 
 
 @dataclass
@@ -123,10 +110,10 @@ class Worker:
         self.lock = asyncio.Lock()
         self.producer: AIOKafkaProducer | None = None
         self._producer_lock = asyncio.Lock()
-        self._stream: faust.StreamT[bytes] | None = None
         self._stopping = False
+        #: a batch failed half-way: its records must not become committable (they are read again)
+        self._failed = False
         self._stamp = 0
-        self._pending: dict[TP, deque[_Pending]] = defaultdict(deque)
         #: vehicle -> (stamp of its first change not yet in the changelog, monotonic time of it)
         self._dirty: dict[str, tuple[int, float]] = {}
         datadir = settings.worker_data_dir / settings.worker_app_id / options.name
@@ -144,6 +131,8 @@ class Worker:
             producer_acks=-1,
             producer_compression_type="lz4",
             broker_commit_interval=1.0,
+            # one fetch is at most one batch: the event loop never runs longer than a batch
+            broker_max_poll_records=settings.worker_batch_size,
             broker_session_timeout=settings.worker_session_timeout_seconds,
             broker_heartbeat_interval=min(3.0, settings.worker_session_timeout_seconds / 4),
             web_enabled=False,
@@ -181,8 +170,16 @@ class Worker:
             key_serializer="raw",
             value_serializer="raw",
         )
-        app.agent(self.source, concurrency=1, name="detect")(self._agent)
+        # at most two batches wait (plus one fetch): the fetch loop fetches the intake's
+        # partitions again once the worker has taken records out
+        self.intake = app.intake = Intake((options.telemetry_topic, options.orders_topic),
+                                          max_queued=2 * settings.worker_batch_size)  # fmt: skip
+        self.intake.settle = self._settle
+        app.topics.add(self.source)  # subscribe; the records come through `app.intake`
+        app.task(self._consume)
         app.timer(settings.worker_timer_seconds, name="wall_clock")(self._tick)
+        # States come due while no record arrives too (the end of a backlog): write them then.
+        app.timer(max(0.1, settings.worker_persist_seconds / 2), name="persist")(self._persist_tick)
         app.task(self._on_start)
         app.on_partitions_assigned.connect(self._on_assigned)
         app.on_partitions_revoked.connect(self._on_revoked)
@@ -196,8 +193,16 @@ class Worker:
         log.info("worker %s started; rules %s", self.options.name, self.options.rules)
 
     async def _drain(self) -> None:
-        """Shutting down: write every changed state and acknowledge what it covers."""
+        """Shutting down: write every changed state and mark what it covers safe to commit."""
         self._stopping = True
+        await self._settle()
+
+    async def _settle(self) -> None:
+        """Before partitions are handed on (the intake's consumer calls it) or a stop: every
+        changed state written; its records safe to commit. Under the lock: a batch in flight
+        finishes first."""
+        if self._failed:
+            return
         async with self.lock:
             await self._persist_due(force=True)
 
@@ -220,22 +225,40 @@ class Worker:
         log.info("assigned telemetry partitions %s", mine)
         await self._send([self.engine.ops("partitions_assigned", {"partitions": mine})])
 
-    # -- the agent -----------------------------------------------------------------------------
+    # -- the consumer ----------------------------------------------------------------------------
 
-    async def _agent(self, stream: faust.StreamT[bytes]) -> None:
-        cfg = self.settings
-        self._stream = stream
-        # noack_take: we acknowledge each record ourselves, once its state is persisted.
-        batches = cast(Any, stream).noack_take
-        async for events in batches(cfg.worker_batch_size, within=cfg.worker_batch_seconds):
-            await self._batch(events)
+    async def _consume(self) -> None:
+        """The one reader of the intake (concurrency 1): batch after batch, in fetch order."""
+        intake = self.intake
+        consumer = self.app.consumer
+        monitor = self.app.monitor
+        while True:
+            taken = intake.take_on(await intake.take(self.settings.worker_batch_size))
+            if taken.seeks:
+                # in the consumer's own thread (aiokafka is not thread-safe)
+                await consumer.seek_wait(taken.seeks)
+                intake.sought(taken.seeks)
+            if not taken.records:
+                continue
+            # what faust's streams tell its monitor, whose livelock check reads it
+            now = time.monotonic()
+            for tp in {m.tp for m, _ in taken.records}:
+                monitor.stream_inbound_time[tp] = now
+            try:
+                await self._batch(taken.records)
+            except Exception as exc:
+                # Kafka refused the outputs or the changelog: stop without committing
+                # anything more; a restart reads the uncommitted records again.
+                log.exception("batch failed; stopping the worker")
+                self._failed = True
+                await self.app.crash(exc)
+                return
 
-    async def _batch(self, events: Sequence[EventT[bytes]]) -> None:
+    async def _batch(self, records: Sequence[tuple[Message, PartitionLedger]]) -> None:
         async with self.lock:
             now = utcnow()
             outs: list[Out] = []
-            for event in events:
-                msg = event.message
+            for msg, ledger in records:
                 key = msg.key if isinstance(msg.key, bytes) else None
                 src = Source(msg.topic, msg.partition, msg.offset, key)
                 vid = key.decode("utf-8", "replace") if key else ""
@@ -243,7 +266,7 @@ class Worker:
                 handler = (
                     self.engine.on_order if msg.topic == self.options.orders_topic else self.engine.on_fix
                 )
-                raw = event.value if isinstance(event.value, bytes) else b""
+                raw = msg.value if isinstance(msg.value, bytes) else b""
                 try:
                     slot, produced = handler(slot, raw, src, now)
                 except Exception as exc:  # never let one record stop the partition
@@ -254,11 +277,12 @@ class Worker:
                 if slot is not None:
                     self.table.data[slot.vehicle_id.encode()] = slot
                     self._dirty.setdefault(slot.vehicle_id, (self._stamp, time.monotonic()))
-                self._pending[msg.tp].append(_Pending(event, slot.vehicle_id if slot else None, self._stamp))
+                self.intake.processed(ledger, msg.offset, slot.vehicle_id if slot else None, self._stamp)
             await self._send(outs)
-            await self._persist_due(force=self._stopping)
+            # a revoke waits for every record in flight to be committable (`Intake.settle`)
+            await self._persist_due(force=self._stopping or self.app.rebalancing)
             self.stats.batches += 1
-            self.stats.records += len(events)
+            self.stats.records += len(records)
 
     def _slot(self, vehicle_id: str) -> VehicleSlot | None:
         if not vehicle_id:
@@ -274,7 +298,7 @@ class Worker:
     async def _tick(self) -> None:
         await self._check_rules()
         if self.app.rebalancing:
-            # faust waits for every record in flight to be acked before it hands partitions on.
+            # a revoke waits for every record in flight to be committable (`Intake.settle`)
             async with self.lock:
                 await self._persist_due(force=True)
             return
@@ -298,6 +322,11 @@ class Worker:
                     self._dirty.setdefault(slot.vehicle_id, (self._stamp, time.monotonic()))
             await self._send(outs)
             await self._persist_due(force=False)
+
+    async def _persist_tick(self) -> None:
+        if self._dirty and not self._failed:
+            async with self.lock:
+                await self._persist_due(force=self._stopping or self.app.rebalancing)
 
     async def _check_rules(self) -> None:
         if self.rules.changed():
@@ -356,43 +385,41 @@ class Worker:
         await self._persist(s for s in slots if s is not None)
         for vid in due:
             del self._dirty[vid]
-        await self._ack_ready()
+        self.intake.mark_persisted(self._persisted)
 
     async def _persist(self, slots: Iterable[VehicleSlot]) -> None:
+        """Write states to the table's changelog (the partition of the vehicle's records) with
+        our producer, acks=all, and wait for them: faust recovers the table from this topic."""
+        producer = await self._producer()
+        topic = self.table.changelog_topic.get_topic_name()
         futures = []
         for slot in slots:
-            key = slot.vehicle_id.encode()
-            futures.append(self.table.send_changelog(slot.partition, key, slot, "raw", "fw-slot"))
+            data = dump_slot(slot)
+            futures.append(
+                await producer.send(topic, data, key=slot.vehicle_id.encode(), partition=slot.partition)
+            )
             self.stats.state_writes += 1
+            self.stats.state_bytes += len(data)
         if futures:
             await asyncio.gather(*futures)
-            self.stats.state_bytes = _SlotCodec.bytes_out
 
-    async def _ack_ready(self) -> None:
-        if self._stream is None:
-            return
-        dirty = self._dirty
-        for queue in self._pending.values():
-            while queue:
-                head = queue[0]
-                held = dirty.get(head.vehicle) if head.vehicle is not None else None
-                if held is not None and held[0] <= head.stamp:
-                    break  # its state is not in the changelog yet: nothing after it either
-                queue.popleft()
-                await self._stream.ack(head.event)
+    def _persisted(self, vehicle: str | None, stamp: int) -> bool:
+        """Whether the change `stamp` made to `vehicle`'s state is in the changelog: the vehicle
+        has no change waiting, or only later ones."""
+        held = self._dirty.get(vehicle) if vehicle is not None else None
+        return held is None or held[0] > stamp
 
     async def _on_revoked(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        """Partitions leave: forget their records in flight and their states (the new owner
-        restores the states from the changelog and reads the unacknowledged records again)."""
+        """Partitions leave (after the intake settled and committed them): forget their states
+        (the new owner restores them from the changelog and reads the uncommitted records again)."""
         revoked: set[TP] = args[0] if args else kwargs.get("revoked", set())
         gone = {tp.partition for tp in revoked if tp.topic == self.options.telemetry_topic}
-        for tp in revoked:
-            self._pending.pop(tp, None)
-        for key in list(self.table.data.keys()):
-            slot = self._slot(key.decode())
-            if slot is not None and slot.partition in gone:
-                self._dirty.pop(slot.vehicle_id, None)
-                del self.table.data[key]
+        async with self.lock:  # not while a persist is writing them
+            for key in list(self.table.data.keys()):
+                slot = self._slot(key.decode())
+                if slot is not None and slot.partition in gone:
+                    self._dirty.pop(slot.vehicle_id, None)
+                    del self.table.data[key]
 
 
 def changelog_topic(app_id: str) -> str:
