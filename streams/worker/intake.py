@@ -238,6 +238,14 @@ class Intake:
         self._queue.clear()
         self._took(self.queued)
 
+    def discard(self) -> None:
+        """The group dropped this worker: queued fetches go, and every ledger is closed with its
+        pending records forgotten (never committable). The rejoin's assignment brings new ledgers."""
+        self._new_epoch()
+        for ledger in self.ledgers.values():
+            ledger.pending.clear()
+            ledger.closed = True
+
     def revoking(self, tps: Iterable[TP]) -> None:
         """A revoke starts: queued fetches are dropped and nothing more is taken on for `tps`."""
         self._new_epoch()
