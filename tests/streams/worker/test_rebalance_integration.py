@@ -123,9 +123,10 @@ def test_a_worker_stalled_past_its_session_writes_no_stale_state(settings: Setti
         _send(settings, bench.telemetry, second)
         wait_for(lambda: _newest_status_ts(bench) == second[-1].ts.isoformat(), 60, "next fixes processed")
         wait_for(lambda: _all_committed(bench), 60, "every record committed (state written)", interval_s=1)
+        # Counted while it is still stopped: it rejoins within milliseconds of SIGCONT.
+        back = len(_assignments(bench).get(owner, []))
 
     # Back: the stalled worker rejoins; whatever it held must not overwrite the new owner's state.
-    back = len(_assignments(bench).get(owner, []))
     wait_for(lambda: len(_assignments(bench).get(owner, [])) > back, 60, "the stalled worker rejoined")
     wait_for(lambda: _all_committed(bench), 60, "every record committed after the rejoin", interval_s=1)
     state = _latest_state(bench)
