@@ -286,6 +286,12 @@ class IntakeConsumer(faust_aiokafka.Consumer):
     """faust's aiokafka consumer: a fetch loop that hands intake records over a fetch at a time,
     commit offsets from the intake's ledgers, and the ledgers kept in step with rebalances."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: first and last offset of the last fetch's records of other topics than the intake's
+        #: (the changelog), per partition
+        self._fetched_other: dict[TP, tuple[int, int]] = {}
+
     @property
     def intake(self) -> Intake:
         return cast(IntakeApp, self.app).intake
@@ -302,6 +308,8 @@ class IntakeConsumer(faust_aiokafka.Consumer):
             while not (self._stopped.is_set() or fetcher_stopped()):
                 tag = intake.begin_fetch()
                 batch: list[Message] = []
+                self._fetched_other = {}
+                delivered: dict[TP, int] = {}
                 async for tp, message in self.getmany(timeout=1.0):
                     if tp.topic in mine:
                         batch.append(message)
@@ -312,8 +320,12 @@ class IntakeConsumer(faust_aiokafka.Consumer):
                         if last and offset - last > 1 and acks_enabled_for(tp.topic):
                             await self._add_gap(tp, last + 1, offset)
                         await self.wait_first(per_record(message), self.suspend_flow.wait())
+                        if self.suspend_flow.is_set():
+                            break  # the flow stopped: that record may not have reached its handler
                         read_offset[tp] = offset
+                    delivered[tp] = offset
                 intake.offer(tag, batch)
+                await self._read_again_dropped(delivered)
                 await asyncio.sleep(0)
         except stopped:
             if self.app.should_stop:
@@ -330,7 +342,30 @@ class IntakeConsumer(faust_aiokafka.Consumer):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.intake.room.wait(), timeout)
                 return {}
-        return await super()._getmany(active_partitions, timeout)
+        records = await super()._getmany(active_partitions, timeout)
+        self._fetched_other = {
+            tp: (batch[0].offset, batch[-1].offset)
+            for tp, batch in records.items()
+            if batch and tp.topic not in self.intake.topics
+        }
+        return records
+
+    async def _read_again_dropped(self, delivered: Mapping[TP, int]) -> None:
+        """Seek back over the changelog records of the last fetch that faust dropped undelivered.
+
+        faust drops a fetch that returns after its flow stopped (a rebalance), or the rest of it
+        when the flow stops half-way, and seeks only the stream partitions back. A changelog record
+        dropped after a recovery sought its partition is never read again, and that recovery waits
+        for it forever (seen after a stalled worker rejoined: "No event received for active tp
+        ...-changelog", the stream partitions never resumed). Reading a changelog record twice is
+        harmless: the records after it are read again too, in order."""
+        assignment = self.assignment()
+        for tp, (first, last) in self._fetched_other.items():
+            done = delivered.get(tp)
+            if (done is None or done < last) and tp in assignment:
+                offset = first if done is None else done + 1
+                log.info("%s: records from %d were fetched but not delivered; reading them again", tp, offset)
+                await self.seek(tp, offset)
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         committed = await super().seek_to_committed()
