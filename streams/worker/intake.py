@@ -379,6 +379,15 @@ class IntakeConsumer(faust_aiokafka.Consumer):
                 starts.update(await self.highwaters(*unset))
             else:
                 starts.update(await self.earliest_offsets(*unset))
+            # aiokafka seeks only partitions with a committed offset above 0: one without keeps
+            # its fetch position, past whatever was fetched and dropped before this seek (a fetch
+            # of an older epoch, or before the ledger knew where to start), and those records
+            # would never come again (seen: a takeover never read a partition's first 121
+            # records). Seek it to the start the ledger takes on from.
+            for tp in unset:
+                start = starts.get(tp)
+                if start is not None and start >= 0:
+                    await self.seek(tp, start)
         intake.at_committed({**committed, **starts})
         return committed
 
