@@ -368,27 +368,35 @@ class IntakeConsumer(faust_aiokafka.Consumer):
                 await self.seek(tp, offset)
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
+        """faust's seek to the committed offsets, then each new ledger's start set, and only then
+        its partition sought there.
+
+        Records of a partition whose ledger does not know its start yet are dropped (`take_on`);
+        they are read again only if the consumer is sought back over them *after* the ledger
+        knows where to start. aiokafka's seek does not ensure that: it seeks in the consumer's
+        thread, partition by partition, while the fetch loop goes on, and only partitions with a
+        committed offset above 0 (seen: a takeover dropped offsets 121-151 fetched after
+        aiokafka's seek, while the start of another partition was being looked up, and never
+        read them; another never read a partition's first 121 records)."""
         committed = await super().seek_to_committed()
         intake = self.intake
-        waiting = [tp for tp, ledger in intake.ledgers.items() if ledger.expected is None]
-        starts: dict[TP, int | None] = {tp: committed.get(tp) for tp in waiting}
-        unset = [tp for tp, offset in starts.items() if offset is None or offset < 0]
+        ledgers = dict(intake.ledgers)
+        waiting = [tp for tp, ledger in ledgers.items() if ledger.expected is None]
+        starts: dict[TP, int | None] = {tp: committed.get(tp) for tp in ledgers}
+        unset = [tp for tp in waiting if (starts[tp] or 0) <= 0]
         if unset:
             # no commit yet: the reset policy's start, as aiokafka picks it
             if self.app.conf.consumer_auto_offset_reset == "latest":
                 starts.update(await self.highwaters(*unset))
             else:
                 starts.update(await self.earliest_offsets(*unset))
-            # aiokafka seeks only partitions with a committed offset above 0: one without keeps
-            # its fetch position, past whatever was fetched and dropped before this seek (a fetch
-            # of an older epoch, or before the ledger knew where to start), and those records
-            # would never come again (seen: a takeover never read a partition's first 121
-            # records). Seek it to the start the ledger takes on from.
-            for tp in unset:
-                start = starts.get(tp)
-                if start is not None and start >= 0:
-                    await self.seek(tp, start)
-        intake.at_committed({**committed, **starts})
+        # (an assignment during those awaits brought new ledgers: not these offsets' business)
+        current = {tp: offset for tp, offset in starts.items() if intake.ledgers.get(tp) is ledgers[tp]}
+        intake.at_committed(current)
+        for tp in waiting:
+            offset = current.get(tp)
+            if offset is not None and offset >= 0 and not ledgers[tp].closed:
+                await self.seek(tp, offset)
         return committed
 
     def _filter_committable_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
