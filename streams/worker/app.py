@@ -13,6 +13,10 @@ order (the intake's ledgers), so the committed offset never passes a record whos
 state could be lost. After a crash the uncommitted records are read again: the state restored
 from the changelog drops the fixes it already holds (dedup), the rest re-emit the same changes
 with the same ids and revisions.
+
+Nothing is written (outputs, states, commits) unless the worker still owns its partitions
+(`streams.worker.membership`): a worker dropped from the group while it stalled discards what it
+holds instead of writing it over the new owner's state.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from fleetwatch.settings import Settings
 from streams.worker.config import RulesWatch
 from streams.worker.engine import Engine, EngineConfig, Out, Source, utcnow
 from streams.worker.intake import Intake, IntakeApp, PartitionLedger
+from streams.worker.membership import Membership, Standing, group_coordinator
 from streams.worker.state_store import VehicleSlot, dump_slot, load_slot
 
 log = logging.getLogger("fleetwatch.worker")
@@ -107,6 +112,7 @@ class Worker:
         self.rules = RulesWatch(options.rules)
         self.engine = Engine(self.rules.load(), options.engine)
         self.stats = Stats()
+        self.membership = Membership(settings.worker_session_timeout_seconds)
         self.lock = asyncio.Lock()
         self.producer: AIOKafkaProducer | None = None
         self._producer_lock = asyncio.Lock()
@@ -221,6 +227,7 @@ class Worker:
 
     async def _on_assigned(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         assigned: set[TP] = args[0] if args else kwargs.get("assigned", set())
+        self.membership.assigned(group_coordinator(self.app))
         mine = sorted(tp.partition for tp in assigned if tp.topic == self.options.telemetry_topic)
         log.info("assigned telemetry partitions %s", mine)
         await self._send([self.engine.ops("partitions_assigned", {"partitions": mine})])
@@ -256,6 +263,9 @@ class Worker:
 
     async def _batch(self, records: Sequence[tuple[Message, PartitionLedger]]) -> None:
         async with self.lock:
+            if not await self._still_owned():
+                log.warning("no longer in the group: %d record(s) not processed", len(records))
+                return
             now = utcnow()
             outs: list[Out] = []
             for msg, ledger in records:
@@ -305,6 +315,8 @@ class Worker:
         telemetry = self.options.telemetry_topic
         owned = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == telemetry}
         async with self.lock:
+            if not await self._still_owned():
+                return
             now = utcnow()
             outs: list[Out] = []
             for key in list(self.table.data.keys()):
@@ -378,7 +390,10 @@ class Worker:
 
     async def _persist_due(self, *, force: bool) -> None:
         """Write the states dirty for `worker_persist_seconds` (all with `force`) to the changelog,
-        then acknowledge, per partition in offset order, every record whose state is persisted."""
+        then mark committable, per partition in offset order, every record whose state is persisted.
+        A worker that lost its partitions writes nothing: it discards (`_still_owned`)."""
+        if not await self._still_owned():
+            return
         horizon = time.monotonic() - self.settings.worker_persist_seconds
         due = [vid for vid, (_, since) in self._dirty.items() if force or since <= horizon]
         slots = [self._slot(vid) for vid in due]
@@ -402,6 +417,19 @@ class Worker:
             self.stats.state_bytes += len(data)
         if futures:
             await asyncio.gather(*futures)
+
+    async def _still_owned(self) -> bool:
+        """Whether this worker may write for its partitions (waiting while that is in doubt). If the
+        group dropped it, what it holds is discarded, never written: the changes not in the
+        changelog and the records they cover (not committable: their new owner reads them again)."""
+        if await self.membership.settled() is Standing.OWNED:
+            return True
+        if self._dirty or self.intake.in_flight:
+            log.warning("no longer in the group: %d state change(s) and %d record(s) discarded",
+                        len(self._dirty), self.intake.in_flight)  # fmt: skip
+        self._dirty.clear()
+        self.intake.discard()
+        return False
 
     def _persisted(self, vehicle: str | None, stamp: int) -> bool:
         """Whether the change `stamp` made to `vehicle`'s state is in the changelog: the vehicle

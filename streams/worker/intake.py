@@ -238,6 +238,14 @@ class Intake:
         self._queue.clear()
         self._took(self.queued)
 
+    def discard(self) -> None:
+        """The group dropped this worker: queued fetches go, and every ledger is closed with its
+        pending records forgotten (never committable). The rejoin's assignment brings new ledgers."""
+        self._new_epoch()
+        for ledger in self.ledgers.values():
+            ledger.pending.clear()
+            ledger.closed = True
+
     def revoking(self, tps: Iterable[TP]) -> None:
         """A revoke starts: queued fetches are dropped and nothing more is taken on for `tps`."""
         self._new_epoch()
@@ -278,6 +286,12 @@ class IntakeConsumer(faust_aiokafka.Consumer):
     """faust's aiokafka consumer: a fetch loop that hands intake records over a fetch at a time,
     commit offsets from the intake's ledgers, and the ledgers kept in step with rebalances."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: first and last offset of the last fetch's records of other topics than the intake's
+        #: (the changelog), per partition
+        self._fetched_other: dict[TP, tuple[int, int]] = {}
+
     @property
     def intake(self) -> Intake:
         return cast(IntakeApp, self.app).intake
@@ -294,6 +308,8 @@ class IntakeConsumer(faust_aiokafka.Consumer):
             while not (self._stopped.is_set() or fetcher_stopped()):
                 tag = intake.begin_fetch()
                 batch: list[Message] = []
+                self._fetched_other = {}
+                delivered: dict[TP, int] = {}
                 async for tp, message in self.getmany(timeout=1.0):
                     if tp.topic in mine:
                         batch.append(message)
@@ -304,8 +320,12 @@ class IntakeConsumer(faust_aiokafka.Consumer):
                         if last and offset - last > 1 and acks_enabled_for(tp.topic):
                             await self._add_gap(tp, last + 1, offset)
                         await self.wait_first(per_record(message), self.suspend_flow.wait())
+                        if self.suspend_flow.is_set():
+                            break  # the flow stopped: that record may not have reached its handler
                         read_offset[tp] = offset
+                    delivered[tp] = offset
                 intake.offer(tag, batch)
+                await self._read_again_dropped(delivered)
                 await asyncio.sleep(0)
         except stopped:
             if self.app.should_stop:
@@ -322,21 +342,61 @@ class IntakeConsumer(faust_aiokafka.Consumer):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.intake.room.wait(), timeout)
                 return {}
-        return await super()._getmany(active_partitions, timeout)
+        records = await super()._getmany(active_partitions, timeout)
+        self._fetched_other = {
+            tp: (batch[0].offset, batch[-1].offset)
+            for tp, batch in records.items()
+            if batch and tp.topic not in self.intake.topics
+        }
+        return records
+
+    async def _read_again_dropped(self, delivered: Mapping[TP, int]) -> None:
+        """Seek back over the changelog records of the last fetch that faust dropped undelivered.
+
+        faust drops a fetch that returns after its flow stopped (a rebalance), or the rest of it
+        when the flow stops half-way, and seeks only the stream partitions back. A changelog record
+        dropped after a recovery sought its partition is never read again, and that recovery waits
+        for it forever (seen after a stalled worker rejoined: "No event received for active tp
+        ...-changelog", the stream partitions never resumed). Reading a changelog record twice is
+        harmless: the records after it are read again too, in order."""
+        assignment = self.assignment()
+        for tp, (first, last) in self._fetched_other.items():
+            done = delivered.get(tp)
+            if (done is None or done < last) and tp in assignment:
+                offset = first if done is None else done + 1
+                log.info("%s: records from %d were fetched but not delivered; reading them again", tp, offset)
+                await self.seek(tp, offset)
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
+        """faust's seek to the committed offsets, then each new ledger's start set, and only then
+        its partition sought there.
+
+        Records of a partition whose ledger does not know its start yet are dropped (`take_on`);
+        they are read again only if the consumer is sought back over them *after* the ledger
+        knows where to start. aiokafka's seek does not ensure that: it seeks in the consumer's
+        thread, partition by partition, while the fetch loop goes on, and only partitions with a
+        committed offset above 0 (seen: a takeover dropped offsets 121-151 fetched after
+        aiokafka's seek, while the start of another partition was being looked up, and never
+        read them; another never read a partition's first 121 records)."""
         committed = await super().seek_to_committed()
         intake = self.intake
-        waiting = [tp for tp, ledger in intake.ledgers.items() if ledger.expected is None]
-        starts: dict[TP, int | None] = {tp: committed.get(tp) for tp in waiting}
-        unset = [tp for tp, offset in starts.items() if offset is None or offset < 0]
+        ledgers = dict(intake.ledgers)
+        waiting = [tp for tp, ledger in ledgers.items() if ledger.expected is None]
+        starts: dict[TP, int | None] = {tp: committed.get(tp) for tp in ledgers}
+        unset = [tp for tp in waiting if (starts[tp] or 0) <= 0]
         if unset:
             # no commit yet: the reset policy's start, as aiokafka picks it
             if self.app.conf.consumer_auto_offset_reset == "latest":
                 starts.update(await self.highwaters(*unset))
             else:
                 starts.update(await self.earliest_offsets(*unset))
-        intake.at_committed({**committed, **starts})
+        # (an assignment during those awaits brought new ledgers: not these offsets' business)
+        current = {tp: offset for tp, offset in starts.items() if intake.ledgers.get(tp) is ledgers[tp]}
+        intake.at_committed(current)
+        for tp in waiting:
+            offset = current.get(tp)
+            if offset is not None and offset >= 0 and not ledgers[tp].closed:
+                await self.seek(tp, offset)
         return committed
 
     def _filter_committable_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
