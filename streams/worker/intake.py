@@ -132,6 +132,21 @@ class Intake:
             return active
         return {tp for tp in active if tp.topic not in self.topics}
 
+    async def fetch_plan(self, active: set[TP], timeout: float) -> tuple[set[TP], float]:
+        """The partitions to fetch now and how long that fetch may wait for records. While the
+        queue is full it waits for room first (at most `timeout`); still full then, only the
+        other partitions, for what is already buffered (no wait). A fetch of the other partitions
+        alone (faust's assignor topic, which gets no records) waited out its whole timeout while
+        the worker emptied the queue: the worker sat idle ~0.7 s after every few batches (about
+        40 % of the benchmark's wall time)."""
+        if not self.full:
+            return active, timeout
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.room.wait(), timeout)
+        if not self.full:
+            return active, timeout
+        return self.fetchable(active), 0.0
+
     def offer(self, tag: tuple[int, int], records: list[Any]) -> None:
         """Hand a fetch over (never blocks); a fetch begun before the current epoch is dropped."""
         epoch, number = tag
@@ -333,15 +348,12 @@ class IntakeConsumer(faust_aiokafka.Consumer):
             raise
 
     async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:
-        """Fetch what the intake has room for; with no partition to fetch, wait for room (at most
-        `timeout`: the fetch loop goes round again whatever happens meanwhile)."""
-        if active_partitions is not None and self.intake.full:
-            active_partitions = self.intake.fetchable(active_partitions)
+        """Fetch what the intake has room for (`Intake.fetch_plan`); the fetch loop goes round
+        again whatever happens meanwhile."""
+        if active_partitions is not None:
+            active_partitions, timeout = await self.intake.fetch_plan(active_partitions, timeout)
             if not active_partitions:
-                # an empty set would mean "every partition" to aiokafka
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.intake.room.wait(), timeout)
-                return {}
+                return {}  # an empty set would mean "every partition" to aiokafka
         records = await super()._getmany(active_partitions, timeout)
         self._fetched_other = {
             tp: (batch[0].offset, batch[-1].offset)

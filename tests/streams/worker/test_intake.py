@@ -56,6 +56,39 @@ def test_a_full_queue_leaves_the_intake_partitions_out_of_fetches_until_the_work
     assert not intake.full and intake.room.is_set() and intake.fetchable(active) == active
 
 
+def test_a_full_queue_makes_the_fetch_wait_for_room_not_for_the_other_partitions_records() -> None:
+    # A fetch of only the other partitions (faust's assignor topic: no records ever) waited out
+    # its whole timeout while the worker emptied the queue, and the worker sat idle meanwhile.
+    intake = Intake(["telemetry"], max_queued=2)
+    assignor = TP("app-__assignor-__leader", 0)
+    active = {P0, P1, assignor}
+
+    async def plan_while_the_worker_takes() -> tuple[set[TP], float]:
+        intake.offer(intake.begin_fetch(), _recs(P0, 0, 1))
+        assert intake.full
+        plan = asyncio.ensure_future(intake.fetch_plan(active, timeout=60.0))
+        await asyncio.sleep(0)
+        assert not plan.done()  # waiting for room
+        await intake.take(2)
+        # done long before its 60 s timeout: room, not the assignor topic, ended the wait
+        return await asyncio.wait_for(plan, timeout=5.0)
+
+    assert asyncio.run(plan_while_the_worker_takes()) == (active, 60.0)
+
+
+def test_a_queue_still_full_after_the_wait_fetches_only_what_the_others_have_buffered() -> None:
+    intake = Intake(["telemetry"], max_queued=2)
+    changelog = TP("app-vehicles-changelog", 0)
+    intake.offer(intake.begin_fetch(), _recs(P0, 0, 1))
+
+    async def plans() -> list[tuple[set[TP], float]]:
+        return [await intake.fetch_plan(active, timeout=0.01) for active in ({P0, changelog}, {P0})]
+
+    assert asyncio.run(plans()) == [({changelog}, 0.0), (set(), 0.0)]
+    intake = Intake(["telemetry"], max_queued=2)
+    assert asyncio.run(intake.fetch_plan({P0, changelog}, timeout=1.0)) == ({P0, changelog}, 1.0)
+
+
 def test_take_joins_queued_fetches_up_to_the_batch_size_and_never_splits_one() -> None:
     intake = Intake(["telemetry"], max_queued=100)
     for offsets in ([1, 2], [3], [4, 5, 6], [7]):
