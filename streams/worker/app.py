@@ -5,18 +5,14 @@ both keyed by vehicle_id and co-partitioned with the state table, so the worker 
 partition owns those vehicles' fixes, orders and state. It takes the records a fetch at a time
 from faust's consumer (`intake`), not one faust Event each.
 
-Per batch it runs the engine, hands the batch's outputs and the states due now to a write stage
-(`_stage`) and processes the next batch while that stage publishes them (acks=all, idempotent):
-one stage at a time, in processing order. A touched vehicle's state goes to the changelog once it
-has been dirty for `worker_persist_seconds` (so a vehicle that sends many fixes in that time costs
-one write, not one per fix), as the snapshot taken when its stage was handed over, written after
-that stage's outputs are acked: a state in the changelog never covers a record whose outputs could
-still be lost (the restored state would drop the record when it is read again). A record becomes
-committable only once its outputs are acked and the state it changed is in the changelog, per
-partition in offset order (the intake's ledgers), so the committed offset never passes a record
-whose effect could be lost. After a crash the uncommitted records are read again: the state
-restored from the changelog drops the fixes it already holds (dedup), the rest re-emit the same
-changes with the same ids and revisions.
+Per batch it runs the engine and publishes the records (acks=all, idempotent, awaited). A touched
+vehicle's state goes to the changelog once it has been dirty for `worker_persist_seconds` (so a
+vehicle that sends many fixes in that time costs one write, not one per fix), and a record
+becomes committable only once the state it changed is in the changelog, per partition in offset
+order (the intake's ledgers), so the committed offset never passes a record whose effect on the
+state could be lost. After a crash the uncommitted records are read again: the state restored
+from the changelog drops the fixes it already holds (dedup), the rest re-emit the same changes
+with the same ids and revisions.
 
 Nothing is written (outputs, states, commits) unless the worker still owns its partitions
 (`streams.worker.membership`): a worker dropped from the group while it stalled discards what it
@@ -98,15 +94,6 @@ class WorkerOptions:
     engine: EngineConfig = field(default_factory=EngineConfig)
 
 
-@dataclass(frozen=True, slots=True)
-class _State:
-    """A vehicle's state as dumped when its write stage was handed over."""
-
-    vehicle_id: str
-    partition: int
-    data: bytes
-
-
 @dataclass
 class Stats:
     batches: int = 0
@@ -114,7 +101,7 @@ class Stats:
     state_writes: int = 0
     state_bytes: int = 0
     #: where the consume loop's time went: waiting for records, running the core, waiting for
-    #: the previous batch's write stage (outputs acked, states written)
+    #: the batch's outputs and due states to be acked
     waiting_for_records_s: float = 0.0
     processing_s: float = 0.0
     waiting_for_writes_s: float = 0.0
@@ -138,14 +125,8 @@ class Worker:
         #: a batch failed half-way: its records must not become committable (they are read again)
         self._failed = False
         self._stamp = 0
-        #: vehicle -> (stamp of its first change not yet handed to a write stage, monotonic time of it)
+        #: vehicle -> (stamp of its first change not yet in the changelog, monotonic time of it)
         self._dirty: dict[str, tuple[int, float]] = {}
-        #: outputs of the changes made, not yet handed to a write stage
-        self._unsent: list[Out] = []
-        #: the write stage in flight (`_stage`), and the stamp up to which every change's outputs
-        #: are acked and the states due with them written
-        self._writing: asyncio.Future[None] | None = None
-        self._written_upto = 0
         datadir = settings.worker_data_dir / settings.worker_app_id / options.name
         datadir.mkdir(parents=True, exist_ok=True)
         app = _App(
@@ -232,13 +213,12 @@ class Worker:
 
     async def _settle(self) -> None:
         """Before partitions are handed on (the intake's consumer calls it) or a stop: every
-        output sent, every changed state written; their records safe to commit. Under the lock:
-        a batch being processed finishes first, then its write stage."""
+        changed state written; its records safe to commit. Under the lock: a batch in flight
+        finishes first."""
         if self._failed:
             return
         async with self.lock:
-            await self._stage(force=True)
-            await _finished(self._writing)
+            await self._persist_due(force=True)
 
     async def _close_producer(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         if self.producer is not None:
@@ -267,11 +247,10 @@ class Worker:
         intake = self.intake
         consumer = self.app.consumer
         monitor = self.app.monitor
-        stats = self.stats
-        while not self._failed:
+        while True:
             waited = time.perf_counter()
             fetched = await intake.take(self.settings.worker_batch_size)
-            stats.waiting_for_records_s += time.perf_counter() - waited
+            self.stats.waiting_for_records_s += time.perf_counter() - waited
             taken = intake.take_on(fetched)
             if taken.seeks:
                 # in the consumer's own thread (aiokafka is not thread-safe)
@@ -286,8 +265,8 @@ class Worker:
             try:
                 await self._batch(taken.records)
             except Exception as exc:
-                # stop without committing anything more; a restart reads the uncommitted
-                # records again
+                # Kafka refused the outputs or the changelog: stop without committing
+                # anything more; a restart reads the uncommitted records again.
                 log.exception("batch failed; stopping the worker")
                 self._failed = True
                 await self.app.crash(exc)
@@ -300,6 +279,7 @@ class Worker:
                 return
             started = time.perf_counter()
             now = utcnow()
+            outs: list[Out] = []
             for msg, ledger in records:
                 key = msg.key if isinstance(msg.key, bytes) else None
                 src = Source(msg.topic, msg.partition, msg.offset, key)
@@ -314,15 +294,16 @@ class Worker:
                 except Exception as exc:  # never let one record stop the partition
                     log.exception("record %s[%d]@%d failed", msg.topic, msg.partition, msg.offset)
                     produced = [self.engine.crash_letter(exc, raw, src, now)]
-                self._unsent += produced
+                outs += produced
                 self._stamp += 1
                 if slot is not None:
                     self.table.data[slot.vehicle_id.encode()] = slot
                     self._dirty.setdefault(slot.vehicle_id, (self._stamp, time.monotonic()))
                 self.intake.processed(ledger, msg.offset, slot.vehicle_id if slot else None, self._stamp)
             processed = time.perf_counter()
+            await self._send(outs)
             # a revoke waits for every record in flight to be committable (`Intake.settle`)
-            await self._stage(force=self._stopping or self.app.rebalancing)
+            await self._persist_due(force=self._stopping or self.app.rebalancing)
             self.stats.processing_s += processed - started
             self.stats.waiting_for_writes_s += time.perf_counter() - processed
             self.stats.batches += 1
@@ -344,7 +325,7 @@ class Worker:
         if self.app.rebalancing:
             # a revoke waits for every record in flight to be committable (`Intake.settle`)
             async with self.lock:
-                await self._stage(force=True)
+                await self._persist_due(force=True)
             return
         telemetry = self.options.telemetry_topic
         owned = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == telemetry}
@@ -352,6 +333,7 @@ class Worker:
             if not await self._still_owned():
                 return
             now = utcnow()
+            outs: list[Out] = []
             for key in list(self.table.data.keys()):
                 slot = self._slot(key.decode())
                 if slot is None or slot.partition not in owned:
@@ -361,16 +343,17 @@ class Worker:
                 except Exception:
                     log.exception("timer for %s failed", slot.vehicle_id)
                     continue
-                self._unsent += produced
+                outs += produced
                 if dirty:
                     self._stamp += 1
                     self._dirty.setdefault(slot.vehicle_id, (self._stamp, time.monotonic()))
-            await self._stage(force=False)
+            await self._send(outs)
+            await self._persist_due(force=False)
 
     async def _persist_tick(self) -> None:
         if self._dirty and not self._failed:
             async with self.lock:
-                await self._stage(force=self._stopping or self.app.rebalancing)
+                await self._persist_due(force=self._stopping or self.app.rebalancing)
 
     async def _check_rules(self) -> None:
         if self.rules.changed():
@@ -388,8 +371,7 @@ class Worker:
                 log.error("rules rejected (%s): %s", why, result.error)
                 detail = {"trigger": why, "path": str(self.options.rules), "error": result.error}
                 out = self.engine.ops("config_rejected", detail)
-            self._unsent.append(out)
-            await self._stage(force=False)
+            await self._send([out])
 
     # -- I/O -----------------------------------------------------------------------------------
 
@@ -421,62 +403,33 @@ class Worker:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
-    async def _stage(self, *, force: bool) -> None:
-        """Hand the unsent outputs and the states dirty for `worker_persist_seconds` (all with
-        `force`) to a new write stage, which starts once the previous one is done, and wait for
-        that previous one: at most one stage in flight while the next batch is processed.
-
-        Call it under `self.lock`: the stages then run in the order the changes were made, and the
-        states, dumped now, cover exactly the records processed so far, whose outputs this stage or
-        an earlier one sends first (the hand-over happens before the first await)."""
-        outs, self._unsent = self._unsent, []
+    async def _persist_due(self, *, force: bool) -> None:
+        """Write the states dirty for `worker_persist_seconds` (all with `force`) to the changelog,
+        then mark committable, per partition in offset order, every record whose state is persisted.
+        A worker that lost its partitions writes nothing: it discards (`_still_owned`)."""
+        if not await self._still_owned():
+            return
         horizon = time.monotonic() - self.settings.worker_persist_seconds
         due = [vid for vid, (_, since) in self._dirty.items() if force or since <= horizon]
-        states = []
+        slots = [self._slot(vid) for vid in due]
+        await self._persist(s for s in slots if s is not None)
         for vid in due:
             del self._dirty[vid]
-            if (slot := self._slot(vid)) is not None:
-                states.append(_State(vid, slot.partition, dump_slot(slot)))
-        previous = self._writing
-        self._writing = asyncio.ensure_future(self._write(previous, outs, states, self._stamp))
-        await _finished(previous)
+        self.intake.mark_persisted(self._persisted)
 
-    async def _write(
-        self, previous: asyncio.Future[None] | None, outs: Sequence[Out], states: Sequence[_State], upto: int
-    ) -> None:
-        """A write stage: after the previous one, the outputs (acked), then the states; then every
-        record stamped up to `upto` whose state is written becomes committable, per partition in
-        offset order. A worker that lost its partitions writes nothing: it discards
-        (`_still_owned`). A failure stops the worker with nothing more committed (a restart reads
-        the uncommitted records again)."""
-        await _finished(previous)
-        if self._failed:
-            return
-        try:
-            if not await self._still_owned():
-                return
-            await self._send(outs)
-            if not await self._still_owned():
-                return
-            await self._persist(states)
-            self._written_upto = upto
-            self.intake.mark_persisted(self._persisted)
-        except Exception as exc:
-            log.exception("writing outputs or states failed; stopping the worker")
-            self._failed = True
-            await self.app.crash(exc)
-
-    async def _persist(self, states: Iterable[_State]) -> None:
+    async def _persist(self, slots: Iterable[VehicleSlot]) -> None:
         """Write states to the table's changelog (the partition of the vehicle's records) with
         our producer, acks=all, and wait for them: faust recovers the table from this topic."""
         producer = await self._producer()
         topic = self.table.changelog_topic.get_topic_name()
         futures = []
-        for state in states:
-            key = state.vehicle_id.encode()
-            futures.append(await producer.send(topic, state.data, key=key, partition=state.partition))
+        for slot in slots:
+            data = dump_slot(slot)
+            futures.append(
+                await producer.send(topic, data, key=slot.vehicle_id.encode(), partition=slot.partition)
+            )
             self.stats.state_writes += 1
-            self.stats.state_bytes += len(state.data)
+            self.stats.state_bytes += len(data)
         if futures:
             await asyncio.gather(*futures)
 
@@ -490,15 +443,12 @@ class Worker:
             log.warning("no longer in the group: %d state change(s) and %d record(s) discarded",
                         len(self._dirty), self.intake.in_flight)  # fmt: skip
         self._dirty.clear()
-        self._unsent.clear()
         self.intake.discard()
         return False
 
     def _persisted(self, vehicle: str | None, stamp: int) -> bool:
-        """Whether the change `stamp` made to `vehicle`'s state is done: its outputs acked, and in
-        the changelog (the vehicle has no change waiting for a stage, or only later ones)."""
-        if stamp > self._written_upto:
-            return False
+        """Whether the change `stamp` made to `vehicle`'s state is in the changelog: the vehicle
+        has no change waiting, or only later ones."""
         held = self._dirty.get(vehicle) if vehicle is not None else None
         return held is None or held[0] > stamp
 
@@ -507,19 +457,12 @@ class Worker:
         (the new owner restores them from the changelog and reads the uncommitted records again)."""
         revoked: set[TP] = args[0] if args else kwargs.get("revoked", set())
         gone = {tp.partition for tp in revoked if tp.topic == self.options.telemetry_topic}
-        async with self.lock:  # not while a write stage is writing them
-            await _finished(self._writing)
+        async with self.lock:  # not while a persist is writing them
             for key in list(self.table.data.keys()):
                 slot = self._slot(key.decode())
                 if slot is not None and slot.partition in gone:
                     self._dirty.pop(slot.vehicle_id, None)
                     del self.table.data[key]
-
-
-async def _finished(stage: asyncio.Future[None] | None) -> None:
-    """Wait until a write stage is done (without cancelling it if the waiter is cancelled)."""
-    if stage is not None:
-        await asyncio.wait([stage])
 
 
 def changelog_topic(app_id: str) -> str:
@@ -549,6 +492,8 @@ async def _start_producer(settings: Settings, name: str) -> AIOKafkaProducer:
         acks="all",
         enable_idempotence=True,
         compression_type="lz4",
+        # every send is awaited right away, and a batch's records are all queued before the
+        # sender runs: lingering only delayed each batch's two round trips (outputs, then states)
         linger_ms=0,
         **client_security(settings, "worker"),
     )

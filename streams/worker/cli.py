@@ -83,7 +83,7 @@ def worker(
         out.add_row(
             "consume loop, s",
             f"processing {s.processing_s:,.1f}; waiting for records {s.waiting_for_records_s:,.1f}, "
-            f"for the previous batch's writes {s.waiting_for_writes_s:,.1f}",
+            f"for the batch's writes {s.waiting_for_writes_s:,.1f}",
         )
         out.add_row("state writes", f"{s.state_writes:,} ({s.state_bytes:,} bytes)")
         console.print(out)
