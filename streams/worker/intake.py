@@ -299,7 +299,11 @@ class Intake:
 
 class IntakeConsumer(faust_aiokafka.Consumer):
     """faust's aiokafka consumer: a fetch loop that hands intake records over a fetch at a time,
-    commit offsets from the intake's ledgers, and the ledgers kept in step with rebalances."""
+    commit offsets from the intake's ledgers, and the ledgers kept in step with rebalances.
+
+    Its seeks go through the consumer's own thread (`seek_wait`): faust's `seek` calls aiokafka
+    from this thread while that one reads the fetcher's buffers (seen: a `KeyError` in aiokafka's
+    `Fetcher.fetched_records` crashed a worker right after it sought a new partition)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -372,12 +376,16 @@ class IntakeConsumer(faust_aiokafka.Consumer):
         ...-changelog", the stream partitions never resumed). Reading a changelog record twice is
         harmless: the records after it are read again too, in order."""
         assignment = self.assignment()
+        again: dict[TP, int] = {}
         for tp, (first, last) in self._fetched_other.items():
             done = delivered.get(tp)
             if (done is None or done < last) and tp in assignment:
-                offset = first if done is None else done + 1
-                log.info("%s: records from %d were fetched but not delivered; reading them again", tp, offset)
-                await self.seek(tp, offset)
+                again[tp] = first if done is None else done + 1
+                log.info(
+                    "%s: records from %d were fetched but not delivered; reading them again", tp, again[tp]
+                )
+        if again:
+            await self.seek_wait(again)
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         """faust's seek to the committed offsets, then each new ledger's start set, and only then
@@ -405,10 +413,17 @@ class IntakeConsumer(faust_aiokafka.Consumer):
         # (an assignment during those awaits brought new ledgers: not these offsets' business)
         current = {tp: offset for tp, offset in starts.items() if intake.ledgers.get(tp) is ledgers[tp]}
         intake.at_committed(current)
-        for tp in waiting:
-            offset = current.get(tp)
-            if offset is not None and offset >= 0 and not ledgers[tp].closed:
-                await self.seek(tp, offset)
+        assignment = self.assignment()
+        seeks = {
+            tp: offset
+            for tp in waiting
+            if (offset := current.get(tp)) is not None
+            and offset >= 0
+            and not ledgers[tp].closed
+            and tp in assignment
+        }
+        if seeks:
+            await self.seek_wait(seeks)
         return committed
 
     def _filter_committable_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
