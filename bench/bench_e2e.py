@@ -72,12 +72,14 @@ def prepare_world(
 ) -> tuple[Path, list[tuple[str, str]]]:
     world = work / f"world-{devices}"
     marker = world / ".registered"
+    # the schema, and the sink's login (a fresh stack has the role without its password)
+    fw("db", "migrate", log=log)
     if not marker.exists():
         shutil.rmtree(world, ignore_errors=True)
         fw("simulate", "fleet", "--vehicles", str(devices), "--duration", "10m", "--namespace", NAMESPACE,
            "--out", str(world), log=log)  # fmt: skip
         console.print(f"registering {devices:,} devices (bridge registry, database registry)")
-        fw("stack", "devices", "add", str(world / "devices.csv"), log=log)
+        fw("devices", "add", str(world / "devices.csv"), log=log)
         fw("db", "import-registry", str(world / "rules.yaml"), log=log)
         marker.touch()
     rules = yaml.safe_load((world / "rules.yaml").read_text(encoding="utf-8"))
