@@ -215,8 +215,6 @@ class Worker:
         """Before partitions are handed on (the intake's consumer calls it) or a stop: every
         changed state written; its records safe to commit. Under the lock: a batch in flight
         finishes first."""
-        if self._failed:
-            return
         async with self.lock:
             await self._persist_due(force=True)
 
@@ -324,8 +322,7 @@ class Worker:
         await self._check_rules()
         if self.app.rebalancing:
             # a revoke waits for every record in flight to be committable (`Intake.settle`)
-            async with self.lock:
-                await self._persist_due(force=True)
+            await self._settle()
             return
         telemetry = self.options.telemetry_topic
         owned = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == telemetry}
@@ -351,7 +348,7 @@ class Worker:
             await self._persist_due(force=False)
 
     async def _persist_tick(self) -> None:
-        if self._dirty and not self._failed:
+        if self._dirty:
             async with self.lock:
                 await self._persist_due(force=self._stopping or self.app.rebalancing)
 
@@ -406,8 +403,9 @@ class Worker:
     async def _persist_due(self, *, force: bool) -> None:
         """Write the states dirty for `worker_persist_seconds` (all with `force`) to the changelog,
         then mark committable, per partition in offset order, every record whose state is persisted.
-        A worker that lost its partitions writes nothing: it discards (`_still_owned`)."""
-        if not await self._still_owned():
+        A worker that lost its partitions writes nothing: it discards (`_still_owned`); after a
+        failed batch nothing is written either (its records' outputs may not be in Kafka)."""
+        if self._failed or not await self._still_owned():
             return
         horizon = time.monotonic() - self.settings.worker_persist_seconds
         due = [vid for vid, (_, since) in self._dirty.items() if force or since <= horizon]
